@@ -1,0 +1,38 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test unit lint bench clean system-deps
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) main.py
+
+test: $(STAMP) system-deps
+	$(PY) -m pytest
+
+unit: $(STAMP)
+	$(PY) -m pytest -m "not browser" --ignore=notebooks
+
+lint: $(STAMP)
+	$(PY) -m ruff check async_dag tests bench main.py
+	$(PY) -m ruff format --check async_dag tests bench main.py
+	$(PY) -m mypy
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+system-deps:
+	@bash .ci/system-deps.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

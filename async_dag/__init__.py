@@ -1,0 +1,70 @@
+"""async_dag: asyncio-first streaming pipelines.
+
+Write a pipeline as one async function (``run_function_pipeline``) or as a graph of
+tasks (``PipelineBuilder``); both stream through bounded queues, so memory stays flat
+however long the input. Importing this package loads only the standard library: the
+notebook helpers (widgets, graphs, DataFrames) load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .core.context import PipelineContext as PipelineContext
+from .core.definition import DagPipeline as DagPipeline
+from .core.definition import DagTask as DagTask
+from .core.definition import PipelineBuilder as PipelineBuilder
+from .core.definition import TaskTransition as TaskTransition
+from .core.errors import ItemError as ItemError
+from .core.errors import LoopLimitExceeded as LoopLimitExceeded
+from .core.errors import PipelineDefinitionError as PipelineDefinitionError
+from .core.function import iter_function_pipeline as iter_function_pipeline
+from .core.function import run_function_pipeline as run_function_pipeline
+from .core.results import NodeStats as NodeStats
+from .core.results import Record as Record
+from .core.results import RunResult as RunResult
+from .core.results import RunStats as RunStats
+from .execution.processes import (
+    run_function_pipeline_in_subprocess as run_function_pipeline_in_subprocess,
+)
+from .execution.processes import run_pipeline_in_subprocess as run_pipeline_in_subprocess
+from .observe.logs import log_with_context as log_with_context
+from .observe.logs import setup_logging as setup_logging
+from .observe.monitor import Monitor as Monitor
+
+if TYPE_CHECKING:
+    from .notebook.monitor import PipelineMonitor as PipelineMonitor
+
+__all__ = [
+    "DagPipeline",
+    "DagTask",
+    "ItemError",
+    "LoopLimitExceeded",
+    "Monitor",
+    "NodeStats",
+    "PipelineBuilder",
+    "PipelineContext",
+    "PipelineDefinitionError",
+    "PipelineMonitor",
+    "Record",
+    "RunResult",
+    "RunStats",
+    "TaskTransition",
+    "iter_function_pipeline",
+    "log_with_context",
+    "run_function_pipeline",
+    "run_function_pipeline_in_subprocess",
+    "run_pipeline_in_subprocess",
+    "setup_logging",
+]
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # The notebook layer loads on first use, so `import async_dag` stays light.
+    if name == "PipelineMonitor":
+        from .notebook.monitor import PipelineMonitor
+
+        return PipelineMonitor
+    raise AttributeError(f"module 'async_dag' has no attribute {name!r}")

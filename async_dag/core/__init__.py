@@ -1,0 +1,1 @@
+"""The engine: definitions (context, errors, graph) and the run that executes them."""

@@ -1,0 +1,143 @@
+"""What a run gives back: outputs with their contexts, errors, and stats."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, overload
+
+from .context import PipelineContext
+from .errors import ItemError
+
+if TYPE_CHECKING:
+    import pandas
+
+
+class Record:
+    """One sink output: ``value``, its ``ctx``, and the sink ``node`` that produced it."""
+
+    __slots__ = ("ctx", "node", "value")
+
+    def __init__(self, ctx: PipelineContext, value: Any, node: str) -> None:
+        self.ctx = ctx
+        self.value = value
+        self.node = node
+
+    def __repr__(self) -> str:
+        return f"Record(node={self.node!r}, data_id={self.ctx.data_id!r}, value={self.value!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Record):
+            return NotImplemented
+        return (self.ctx, self.value, self.node) == (other.ctx, other.value, other.node)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStats:
+    """Counters of one node, as of a snapshot (ints unless said otherwise)."""
+
+    node: str
+    concurrency: int
+    queue_size: int
+    received: int = 0  # payloads taken in
+    emitted: int = 0  # outputs produced
+    failed: int = 0  # payloads that failed for good
+    retried: int = 0  # retry calls
+    unrouted: int = 0  # outputs no edge took
+    filtered: int = 0  # payloads whose generator yielded nothing
+    in_flight: int = 0  # payloads being handled right now
+    queue_depth: int = 0  # payloads waiting in the input queue right now
+    max_queue_depth: int = 0  # the most that ever waited
+    busy_seconds: float = 0.0  # time spent in handler calls (sum over workers)
+
+
+@dataclass(frozen=True, slots=True)
+class RunStats:
+    """A run's counters: ``elapsed`` seconds and ``nodes[node_id]`` -> :class:`NodeStats`."""
+
+    run_id: str
+    name: str
+    elapsed: float
+    inputs: int  # inputs pulled from the input stream
+    outputs: int  # sink outputs delivered
+    errors: int  # payloads that failed for good (all nodes)
+    nodes: Mapping[str, NodeStats] = field(default_factory=dict)
+    done: bool = False
+
+    @property
+    def rate(self) -> float:
+        """Inputs per second over the run so far."""
+        return self.inputs / self.elapsed if self.elapsed > 0 else 0.0
+
+
+class RunResult(Sequence[Any]):
+    """The sink outputs of a run, as a sequence, plus their records, errors and stats.
+
+    ``list(result)`` is the outputs; ``result == [...]`` compares them with a list.
+    """
+
+    def __init__(
+        self,
+        run_id: str,
+        records: list[Record],
+        errors: list[ItemError],
+        stats: RunStats,
+    ) -> None:
+        self.run_id = run_id
+        self.records = records
+        self.errors = errors
+        self.stats = stats
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Any]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return [r.value for r in self.records[index]]
+        return self.records[index].value
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[Any]:
+        return (r.value for r in self.records)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, RunResult):
+            return list(self) == list(other)
+        if isinstance(other, list | tuple):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"<RunResult {len(self.records)} outputs, {len(self.errors)} errors, "
+            f"{self.stats.elapsed:.2f} s>"
+        )
+
+    @property
+    def values(self) -> list[Any]:
+        """The outputs as a plain list."""
+        return [r.value for r in self.records]
+
+    def to_pandas(self) -> pandas.DataFrame:
+        """One row per record: ``run_id``, ``data_id``, ``node``, ``path``, then the value.
+
+        Dicts, dataclasses and named tuples become one column per field; other values
+        go to a ``value`` column. Needs pandas.
+        """
+        from ..notebook.frames import records_frame
+
+        return records_frame(self)
+
+    def errors_to_pandas(self) -> pandas.DataFrame:
+        """One row per collected error: ``run_id``, ``data_id``, ``node``, ``path``,
+        ``error`` (the exception type) and ``message``. Needs pandas."""
+        from ..notebook.frames import errors_frame
+
+        return errors_frame(self)

@@ -1,0 +1,1 @@
+"""Execution across processes and clusters: batches shipped to any Executor."""

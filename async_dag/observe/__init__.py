@@ -1,0 +1,1 @@
+"""Observation: monitors that sample a run's live counters, and logging with context."""
