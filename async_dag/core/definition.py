@@ -238,10 +238,7 @@ class DagPipeline:
         return tuple(e for e in self.transitions if e.source == task_id)
 
     def __repr__(self) -> str:
-        return (
-            f"<DagPipeline {self.name!r} {len(self.tasks)} tasks "
-            f"{len(self.transitions)} edges>"
-        )
+        return f"<DagPipeline {self.name!r} {len(self.tasks)} tasks {len(self.transitions)} edges>"
 
     # -- running -------------------------------------------------------------------
 
@@ -261,7 +258,8 @@ class DagPipeline:
         With ``result_handler(ctx, value)`` (sync or async) each sink output is handed
         over as it arrives and none is kept. See ``stream`` to iterate instead.
         """
-        from .run import Run, RunOptions
+        from .options import RunOptions
+        from .run import Run
 
         options = RunOptions.check(
             inputs,
@@ -289,7 +287,8 @@ class DagPipeline:
         ``async for ctx, value in pipeline.stream(inputs): ...``; leaving the loop early
         (``break``) or cancelling the consumer stops the run.
         """
-        from .run import Run, RunOptions
+        from .options import RunOptions
+        from .run import Run
 
         options = RunOptions.check(
             inputs,

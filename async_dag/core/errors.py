@@ -23,7 +23,7 @@ class PipelineDefinitionError(ValueError):
 
 
 class LoopLimitExceeded(RuntimeError):
-    """An output's predicate held on a loop edge its lineage has already taken ``max_loops`` times."""
+    """A loop edge's predicate held, but the lineage has taken it ``max_loops`` times."""
 
     def __init__(self, source: str, target: str, max_loops: int, data_id: str) -> None:
         super().__init__(

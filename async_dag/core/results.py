@@ -50,7 +50,6 @@ class NodeStats:
     in_flight: int = 0  # payloads being handled right now
     queue_depth: int = 0  # payloads waiting in the input queue right now
     max_queue_depth: int = 0  # the most that ever waited
-    busy_seconds: float = 0.0  # time spent in handler calls (sum over workers)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,10 @@ LOGGER_NAME = "async_dag"
 _HANDLER_NAME = "async_dag.setup_logging"
 _PLACEHOLDER = "-"
 
-FORMAT = "%(asctime)s %(levelname)s %(name)s [run=%(run_id)s data=%(data_id)s path=%(node_path)s] %(message)s"
+FORMAT = (
+    "%(asctime)s %(levelname)s %(name)s "
+    "[run=%(run_id)s data=%(data_id)s path=%(node_path)s] %(message)s"
+)
 
 
 class ContextFormatter(logging.Formatter):

@@ -60,6 +60,5 @@ def resolve_monitor(spec: Any) -> Monitor | None:
     if isinstance(spec, Monitor):
         return spec
     raise TypeError(
-        f"monitor must be None, True, False or a Monitor (such as PipelineMonitor()), "
-        f"got {spec!r}"
+        f"monitor must be None, True, False or a Monitor (such as PipelineMonitor()), got {spec!r}"
     )

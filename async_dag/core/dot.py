@@ -1,0 +1,150 @@
+"""Draw a pipeline in Graphviz's DOT language, with the standard library only.
+
+Sources are green "invhouse" shapes (inputs enter there), sinks blue "house" shapes with
+a double border (results leave there); a node that is both is a green double octagon.
+Each node's label shows its id and concurrency (``fetch\\n×8``), plus the queue size and
+retries when set. Conditional edges carry the predicate's name, loop edges are dashed
+and carry their bound (``≤3 loops``). DOT node names are synthetic (``n0``, ``n1``, ...):
+task ids appear only inside escaped labels, so no id can inject DOT or markup.
+
+Example::
+
+    print(pipeline.to_dot())            # paste into any Graphviz viewer
+    pipeline.to_graphviz().render(...)  # the same drawing through the graphviz package
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .definition import describe_predicate
+
+if TYPE_CHECKING:
+    from .definition import DagPipeline, DagTask, TaskTransition
+
+# Default looks of the whole graph, every node and every edge.
+GRAPH_ATTRS = {"rankdir": "LR", "labelloc": "t", "fontname": "Helvetica", "fontsize": "14"}
+NODE_ATTRS = {
+    "shape": "box",
+    "style": "rounded,filled",
+    "fillcolor": "#f5f5f5",
+    "color": "#616161",
+    "fontname": "Helvetica",
+    "fontsize": "12",
+}
+EDGE_ATTRS = {"fontname": "Helvetica", "fontsize": "10", "color": "#616161"}
+
+# How a node looks by its role: (shape, style, fill, border, peripheries).
+_ROLE_ATTRS: dict[str, dict[str, str]] = {
+    "source": {"shape": "invhouse", "style": "filled", "fillcolor": "#dcedc8", "color": "#33691e"},
+    "sink": {
+        "shape": "house",
+        "style": "filled",
+        "fillcolor": "#bbdefb",
+        "color": "#0d47a1",
+        "peripheries": "2",
+    },
+    "source+sink": {
+        "shape": "doubleoctagon",
+        "style": "filled",
+        "fillcolor": "#dcedc8",
+        "color": "#0d47a1",
+    },
+}
+_ROLE_TOOLTIP = {
+    "source": "source: every input enters here",
+    "sink": "sink: its outputs are the results",
+    "source+sink": "source and sink: inputs enter and results leave here",
+    "task": "task",
+}
+
+
+def dot_escape(text: str) -> str:
+    """Escape ``text`` for the inside of a double-quoted DOT label.
+
+    Quotes and backslashes are escaped, ``&`` becomes ``&amp;`` (Graphviz reads entities
+    in labels), a newline becomes a centred line break, and any other control character
+    is shown as its Python escape (``\\x00``) so the label stays printable.
+    """
+    out: list[str] = []
+    for ch in text:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == '"':
+            out.append('\\"')
+        elif ch == "&":
+            out.append("&amp;")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ord(ch) < 32 or ord(ch) == 127:
+            out.append("\\\\x%02x" % ord(ch))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _attrs(attrs: dict[str, str]) -> str:
+    return ", ".join(f'{key}="{dot_escape(value)}"' for key, value in attrs.items())
+
+
+def node_role(pipeline: DagPipeline, task_id: str) -> str:
+    """``"source"``, ``"sink"``, ``"source+sink"`` or ``"task"``: how the node is drawn."""
+    source = task_id in pipeline.sources
+    sink = task_id in pipeline.sinks
+    if source and sink:
+        return "source+sink"
+    return "source" if source else "sink" if sink else "task"
+
+
+def node_caption(task: DagTask) -> str:
+    """The second line of a node's label: ``×8`` plus the queue size and retries when set."""
+    parts = [f"×{task.concurrency}"]
+    if task.queue_size is not None:
+        parts.append(f"queue {task.queue_size}")
+    if task.retries:
+        parts.append(f"retries {task.retries}")
+    return " · ".join(parts)
+
+
+def edge_caption(edge: TaskTransition) -> str | None:
+    """An edge's label: the predicate's name and, on a loop edge, ``≤n loops``."""
+    lines = []
+    predicate = describe_predicate(edge)
+    if predicate is not None:
+        lines.append(predicate)
+    if edge.max_loops is not None:
+        lines.append(f"≤{edge.max_loops} loop" + ("s" if edge.max_loops != 1 else ""))
+    return "\n".join(lines) if lines else None
+
+
+def dot_body(pipeline: DagPipeline) -> list[str]:
+    """The statements inside ``digraph { ... }``, one per line (tab-indented, with newline).
+
+    Shaped like ``graphviz.Digraph(body=...)`` expects, so both drawings are one text.
+    """
+    lines = [
+        f"\tgraph [{_attrs({**GRAPH_ATTRS, 'label': pipeline.name})}]\n",
+        f"\tnode [{_attrs(NODE_ATTRS)}]\n",
+        f"\tedge [{_attrs(EDGE_ATTRS)}]\n",
+    ]
+    names = {task_id: f"n{i}" for i, task_id in enumerate(pipeline.tasks)}
+    for task_id, task in pipeline.tasks.items():
+        role = node_role(pipeline, task_id)
+        attrs = {"label": f"{task_id}\n{node_caption(task)}", "tooltip": _ROLE_TOOLTIP[role]}
+        attrs.update(_ROLE_ATTRS.get(role, {}))
+        lines.append(f"\t{names[task_id]} [{_attrs(attrs)}]\n")
+    for edge in pipeline.transitions:
+        attrs = {}
+        caption = edge_caption(edge)
+        if caption is not None:
+            attrs["label"] = caption
+        if edge.is_loop:
+            attrs.update(style="dashed", color="#e65100", fontcolor="#e65100")
+        tail = f" [{_attrs(attrs)}]" if attrs else ""
+        lines.append(f"\t{names[edge.source]} -> {names[edge.target]}{tail}\n")
+    return lines
+
+
+def pipeline_to_dot(pipeline: DagPipeline) -> str:
+    """The pipeline as a DOT ``digraph``; the same pipeline always gives the same text."""
+    return "digraph {\n" + "".join(dot_body(pipeline)) + "}\n"

@@ -1,0 +1,466 @@
+"""One run of a pipeline: queues, workers, the in-flight count, errors and the end.
+
+A run is a fresh object used once. ``pending`` counts payloads that are queued or being
+handled anywhere; the feeder adds one per source per input, routing adds one per output
+sent on, a worker removes one when it has finished a payload. The run is over when the
+input is exhausted and ``pending`` is zero, which holds with loops too, where
+end-of-stream markers would not.
+
+Deadlock freedom: a worker only ever waits on a full queue along a forward edge, and the
+forward edges form an acyclic graph (the definition checks it), so some waiting put can
+always proceed. Loop-backs never wait (``force_put``); they replace the payload they
+came from, so memory stays bounded by the queue sizes and the generators' fan-out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from concurrent.futures import Executor
+from typing import TYPE_CHECKING, Any
+
+from .context import PipelineContext
+from .errors import ItemError
+from .handlers import HandlerKind
+from .node import Edge, NodeRuntime, Out, make_executor
+from .options import RunOptions
+from .ordering import Reorder
+from .queue import NodeQueue
+from .results import NodeStats, Record, RunResult, RunStats
+
+if TYPE_CHECKING:
+    from ..observe.monitor import Monitor
+    from .definition import DagPipeline
+
+log = logging.getLogger("async_dag")
+_new_ctx = tuple.__new__
+
+
+class Run:
+    """Executes one pipeline over one input stream; see the module docstring."""
+
+    def __init__(self, pipeline: DagPipeline, options: RunOptions) -> None:
+        self.pipeline = pipeline
+        self.options = options
+        self.run_id = options.run_id
+        self.collect_errors = options.collect_errors
+        self.debug = False
+        self.pending = 0
+        self.inputs = 0
+        self.outputs = 0
+        self.records: list[Record] = []
+        self.errors: list[ItemError] = []
+        self.failure: BaseException | None = None
+        self._feeding = True
+        self._done: asyncio.Future[None] | None = None
+        self._executor: Executor | None = None
+        self._started = 0.0
+        self._ended: float | None = None
+        self._emit_async: Callable[[PipelineContext, Any], Coroutine[Any, Any, None]] | None = None
+        self._reorder: Reorder | None = None
+        self.nodes: dict[str, NodeRuntime] = {
+            tid: NodeRuntime(task, self) for tid, task in pipeline.tasks.items()
+        }
+        sinks = set(pipeline.sinks)
+        for tid, node in self.nodes.items():
+            edges = [Edge(e, self.nodes[e.target]) for e in pipeline.outgoing(tid)]
+            node.connect(edges, tid in sinks)
+        self.sources = [self.nodes[s] for s in pipeline.sources]
+
+    # -- sink outputs ----------------------------------------------------------------
+
+    def sink_output(self, node: NodeRuntime) -> Out:
+        """The routing function of a sink: collect, hand over, or queue for an iterator."""
+        records = self.records
+        node_id = node.id
+        handler = self.options.result_handler
+
+        async def collect(ctx: PipelineContext, value: Any) -> None:
+            self.outputs += 1
+            records.append(Record(ctx, value, node_id))
+
+        async def hand_over(ctx: PipelineContext, value: Any) -> None:
+            self.outputs += 1
+            try:
+                result = handler(ctx, value)  # type: ignore[misc]
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception as exc:
+                exc.add_note(f"raised by result_handler for an output of {node_id!r}")
+                self.fail(node, ctx, exc)
+
+        async def to_iterator(ctx: PipelineContext, value: Any) -> None:
+            self.outputs += 1
+            await self._emit_async(ctx, value)  # type: ignore[misc]
+
+        if self._emit_async is not None:
+            return to_iterator
+        return hand_over if handler is not None else collect
+
+    # -- failures ----------------------------------------------------------------------
+
+    def fail(self, node: NodeRuntime, ctx: PipelineContext, exc: BaseException) -> None:
+        """A payload failed for good at ``node``: record it, or stop the run with it."""
+        node.failed += 1
+        if self.collect_errors:
+            self.errors.append(ItemError(ctx, node.id, exc))
+            if self.debug:
+                self.log_debug(ctx, "collected %s: %s", type(exc).__name__, exc)
+            return
+        if self.failure is None:
+            exc.add_note(
+                f"async_dag: in node {node.id!r}, data_id {ctx.data_id!r}, run_id {self.run_id!r}"
+            )
+            self._abort(exc)
+
+    def _abort(self, exc: BaseException) -> None:
+        if self.failure is None:
+            self.failure = exc
+        if self._done is not None and not self._done.done():
+            self._done.set_result(None)
+
+    def log_debug(self, ctx: PipelineContext, msg: str, *args: Any) -> None:
+        """Log at debug level with the payload's context attached."""
+        log.debug(
+            msg,
+            *args,
+            extra={
+                "run_id": ctx.run_id,
+                "data_id": ctx.data_id,
+                "node": ctx.path[-1],
+                "node_path": ">".join(ctx.path),
+            },
+        )
+
+    # -- workers -----------------------------------------------------------------------
+
+    def finish_one(self) -> None:
+        """A payload's work is done (used where a worker does not decide that itself)."""
+        self.pending -= 1
+        if not self.pending and not self._feeding:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self._done is not None and not self._done.done():
+            self._done.set_result(None)
+
+    async def _work(self, node: NodeRuntime) -> None:
+        queue = node.queue
+        items = queue.items
+        process = node.process
+        route = node.route
+        try:
+            while True:
+                if items:
+                    ctx, payload = items.popleft()
+                    queue.wake_putter()
+                else:
+                    ctx, payload = await queue.get()
+                node.received += 1
+                node.in_flight += 1
+                await process(ctx, payload, route)
+                node.in_flight -= 1
+                self.pending -= 1
+                if not self.pending and not self._feeding:
+                    self._finish()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            self._abort(RuntimeError(f"a handler of {node.id!r} raised CancelledError"))
+        except BaseException as exc:  # a bug or KeyboardInterrupt: stop the run with it
+            self._abort(exc)
+
+    async def _work_ordered(self, node: NodeRuntime, reorder: Reorder) -> None:
+        queue = node.queue
+        try:
+            while True:
+                ctx, payload, seq = await queue.get()
+                node.received += 1
+                node.in_flight += 1
+                await node.process(ctx, payload, reorder.output_for(seq))
+                node.in_flight -= 1
+                reorder.finished(seq)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            self._abort(RuntimeError(f"a handler of {node.id!r} raised CancelledError"))
+        except BaseException as exc:
+            self._abort(exc)
+
+    # -- input -------------------------------------------------------------------------
+
+    async def _feed(self) -> None:
+        inputs = self.options.inputs
+        key = self.options.key
+        run_id = self.run_id
+        metadata = self.options.metadata
+        sources = [(node, (node.id,)) for node in self.sources]
+        reorder = self._reorder
+        index = 0
+        try:
+            if isinstance(inputs, AsyncIterator):
+                async for payload in inputs:
+                    data_id = str(key(payload)) if key is not None else str(index)
+                    await self._put_input(sources, run_id, data_id, metadata, payload, index)
+                    index += 1
+            else:
+                for payload in inputs:
+                    data_id = str(key(payload)) if key is not None else str(index)
+                    await self._put_input(sources, run_id, data_id, metadata, payload, index)
+                    index += 1
+        except asyncio.CancelledError:
+            await _close_input(inputs)
+            raise
+        except Exception as exc:
+            exc.add_note(f"async_dag: raised while reading input #{index} of run {run_id!r}")
+            self._abort(exc)
+            await _close_input(inputs)
+            return
+        self._feeding = False
+        if reorder is not None:
+            reorder.input_exhausted(index)
+        if not self.pending:
+            self._finish()
+
+    async def _put_input(
+        self,
+        sources: list[tuple[NodeRuntime, tuple[str]]],
+        run_id: str,
+        data_id: str,
+        metadata: Any,
+        payload: Any,
+        index: int,
+    ) -> None:
+        reorder = self._reorder
+        self.inputs += 1
+        for node, path in sources:
+            ctx = _new_ctx(PipelineContext, (run_id, data_id, path, 0, metadata))
+            self.pending += 1
+            queue = node.queue
+            if reorder is not None:
+                await reorder.admit(index)
+                await queue.put((ctx, payload, index))
+            elif len(queue.items) < queue.maxsize:
+                queue.force_put((ctx, payload))
+            else:
+                await queue.put((ctx, payload))
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def executor(self) -> Executor:
+        """The thread pool for sync handlers, created on first use."""
+        if self._executor is None:
+            threads = sum(
+                n.concurrency
+                for n in self.nodes.values()
+                if n.kind in (HandlerKind.SYNC, HandlerKind.SYNC_GEN) and not n.inline
+            )
+            self._executor = make_executor(threads)
+        return self._executor
+
+    def snapshot(self) -> RunStats:
+        """The counters now, as a RunStats (what monitors and RunResult.stats show)."""
+        end = self._ended if self._ended is not None else time.perf_counter()
+        nodes = {
+            nid: NodeStats(
+                node=nid,
+                concurrency=n.concurrency,
+                queue_size=n.queue.maxsize,
+                received=n.received,
+                emitted=n.emitted,
+                failed=n.failed,
+                retried=n.retried,
+                unrouted=n.unrouted,
+                filtered=n.filtered,
+                in_flight=n.in_flight,
+                queue_depth=len(n.queue),
+                max_queue_depth=n.queue.max_depth,
+            )
+            for nid, n in self.nodes.items()
+        }
+        return RunStats(
+            run_id=self.run_id,
+            name=self.pipeline.name,
+            elapsed=(end - self._started) if self._started else 0.0,
+            inputs=self.inputs,
+            outputs=self.outputs,
+            errors=sum(n.failed for n in self.nodes.values()),
+            nodes=nodes,
+            done=self._ended is not None,
+        )
+
+    def _signature(self) -> tuple[int, ...]:
+        sig = [self.inputs, self.outputs]
+        for n in self.nodes.values():
+            sig += (n.received, n.emitted, n.failed, n.in_flight, len(n.queue), n.unrouted)
+        return tuple(sig)
+
+    async def _sample(self, monitor: Monitor) -> None:
+        last = self._signature()
+        while True:
+            await asyncio.sleep(monitor.interval)
+            sig = self._signature()
+            if sig != last:
+                last = sig
+                monitor.update(self.snapshot())
+
+    async def execute(self) -> None:
+        """Run to the end; raise the first failure under ``on_error="raise"``."""
+        loop = asyncio.get_running_loop()
+        self._done = loop.create_future()
+        self.debug = log.isEnabledFor(logging.DEBUG)
+        self._started = time.perf_counter()
+        monitor: Monitor | None = self.options.monitor
+        tasks: list[asyncio.Task[None]] = []
+        error: BaseException | None = None
+        if monitor is not None:
+            monitor.start(self.snapshot())
+        try:
+            name = f"async_dag:{self.run_id}"
+            if self.options.ordered:
+                self._reorder = Reorder(self, self.sources[0])
+                node = self.sources[0]
+                out = node.route
+                self._reorder.bind(out)
+                for i in range(node.concurrency):
+                    tasks.append(
+                        loop.create_task(
+                            self._work_ordered(node, self._reorder), name=f"{name}:{node.id}#{i}"
+                        )
+                    )
+                tasks.append(
+                    loop.create_task(self._reorder.emit_in_order(), name=f"{name}:reorder")
+                )
+            else:
+                for node in self.nodes.values():
+                    for i in range(node.concurrency):
+                        tasks.append(
+                            loop.create_task(self._work(node), name=f"{name}:{node.id}#{i}")
+                        )
+            tasks.append(loop.create_task(self._feed(), name=f"{name}:feed"))
+            if monitor is not None:
+                tasks.append(loop.create_task(self._sample(monitor), name=f"{name}:monitor"))
+            await self._done
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks)
+            if self._executor is not None:
+                self._executor.shutdown(wait=False, cancel_futures=True)
+            self._ended = time.perf_counter()
+            if monitor is not None:
+                monitor.finish(self.snapshot(), error or self.failure)
+        if self.failure is not None:
+            raise self.failure
+
+    async def collect(self) -> RunResult:
+        """Run and return the result (records unless a result_handler took them)."""
+        await self.execute()
+        return RunResult(self.run_id, self.records, self.errors, self.snapshot())
+
+    def iterate(self) -> RunIterator:
+        """An async iterator of ``(ctx, value)`` over the sink outputs."""
+        return RunIterator(self)
+
+
+class RunIterator(AsyncIterator[tuple[PipelineContext, Any]]):
+    """Drives a run in a background task and yields its sink outputs as they come.
+
+    The run starts on the first ``__anext__``. ``aclose()``, ``async with``, cancelling
+    the consumer, or dropping the iterator (``break``) stops it.
+    """
+
+    def __init__(self, run: Run, buffer: int = 64) -> None:
+        self._run = run
+        self._out = NodeQueue(buffer)
+        self._task: asyncio.Task[None] | None = None
+        self._exhausted = False
+
+        out = self._out  # the run must not refer back to the iterator (see __del__)
+
+        async def emit(ctx: PipelineContext, value: Any) -> None:
+            await out.put((ctx, value))
+
+        run._emit_async = emit
+        for tid in run.pipeline.sinks:
+            node = run.nodes[tid]
+            node.route = run.sink_output(node)
+
+    def __aiter__(self) -> RunIterator:
+        return self
+
+    async def __anext__(self) -> tuple[PipelineContext, Any]:
+        if self._exhausted:
+            raise StopAsyncIteration
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                _drive(self._run, self._out), name=f"async_dag:{self._run.run_id}:stream"
+            )
+        try:
+            first, second = await self._out.get()
+        except BaseException:
+            await self.aclose()
+            raise
+        if first is _END:
+            self._exhausted = True
+            await self._wait_task()
+            if second is not None:
+                raise second
+            raise StopAsyncIteration
+        return first, second
+
+    async def _wait_task(self) -> None:
+        if self._task is not None and not self._task.done():
+            await asyncio.wait([self._task])
+
+    async def aclose(self) -> None:
+        """Stop the run (if it is still going) and wait until its tasks are gone."""
+        self._exhausted = True
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.wait([self._task])
+
+    async def __aenter__(self) -> RunIterator:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+
+
+_END: Any = object()
+
+
+async def _drive(run: Run, out: NodeQueue) -> None:
+    """The iterator's background task; it holds no reference to the iterator itself,
+    so dropping the iterator (``break``) lets ``__del__`` cancel the run at once."""
+    try:
+        await run.execute()
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
+        out.force_put((_END, exc))
+        return
+    out.force_put((_END, None))
+
+
+async def _close_input(inputs: object) -> None:
+    """Close an async input iterator we stop early, so its cleanup runs now."""
+    close = getattr(inputs, "aclose", None)
+    if close is not None:
+        try:
+            await close()
+        except Exception:
+            log.debug("closing the input iterator failed", exc_info=True)
