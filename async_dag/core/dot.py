@@ -77,7 +77,7 @@ def dot_escape(text: str) -> str:
         elif ch == "\n":
             out.append("\\n")
         elif ord(ch) < 32 or ord(ch) == 127:
-            out.append("\\\\x%02x" % ord(ch))
+            out.append(f"\\\\x{ord(ch):02x}")
         else:
             out.append(ch)
     return "".join(out)

@@ -60,7 +60,8 @@ def _prepare(
         monitor=monitor,
         run_id=run_id,
         metadata=metadata,
-        ordered=ordered and concurrency > 1,
+        # one worker finishes inputs in order already: no reordering needed
+        ordered=ordered if not isinstance(ordered, bool) else ordered and concurrency > 1,
     )
     name = callable_name(pipeline)
     task = DagTask(name, pipeline, concurrency=concurrency, retries=retries, timeout=timeout)

@@ -1,0 +1,209 @@
+"""End to end: the monitor notebook run in JupyterLab, as a person sees it in Chromium.
+
+Starts JupyterLab from this environment on 127.0.0.1 (no token, a free port, a temporary
+root holding a copy of the notebook), drives Debian's Chromium through Playwright (no
+browser download), runs every cell, and checks the graph SVG, the live monitor's numbers
+while the run goes on, and the final counts. Screenshots go to ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from playwright.sync_api import Page, sync_playwright
+
+pytestmark = pytest.mark.browser
+
+HERE = Path(__file__).parent
+NOTEBOOK = HERE / "monitor.ipynb"
+ARTIFACTS = HERE.parents[1] / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-quic",
+]
+
+# What the notebook's monitored run must end with (see its cells): 60 inputs; every
+# multiple of 7 is rejected, the rest stored.
+INPUTS = 60
+REJECTED = len(range(0, INPUTS, 7))
+STORED = INPUTS - REJECTED
+
+# JupyterLab settings for a quiet, fully rendered notebook: no news or update toasts
+# over the page, and no windowing, so every cell is in the DOM.
+LAB_SETTINGS = {
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+        "fetchNews": "false",
+        "checkForUpdates": False,
+    },
+}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until_answering(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
+    """Poll the server's status endpoint until it answers; fail early if it exits."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"jupyter lab exited with {server.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/api/status", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.25)
+    pytest.fail(f"jupyter lab did not answer within 60 s:\n{log.read_text()}")
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server (it shuts its kernels down), then kill anything left behind."""
+    try:
+        family = psutil.Process(server.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        family = []
+    if server.poll() is None:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+    _, alive = psutil.wait_procs(family, timeout=10)
+    for proc in alive:
+        proc.kill()
+    psutil.wait_procs(alive, timeout=10)
+
+
+@pytest.fixture
+def lab_url(tmp_path: Path) -> Iterator[str]:
+    """JupyterLab serving a temporary root that holds a copy of the monitor notebook."""
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
+    settings = tmp_path / "lab-settings"
+    for name, values in LAB_SETTINGS.items():
+        plugin, _, file_name = name.rpartition("/")
+        (settings / plugin).mkdir(parents=True, exist_ok=True)
+        (settings / plugin / file_name).write_text(json.dumps(values))
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "JUPYTERLAB_SETTINGS_DIR": str(settings),
+        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
+    }
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
+        "--IdentityProvider.token=",
+        "--ServerApp.password=",
+        "--ServerApp.open_browser=False",
+        f"--ServerApp.root_dir={root}",
+    ]
+    if os.geteuid() == 0:
+        command.append("--allow-root")
+    log = tmp_path / "jupyterlab.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_answering(url, server, log)
+        yield url
+    finally:
+        stop_server(server)
+
+
+def monitor_numbers(page: Page) -> str:
+    """The text of the live monitor panel (empty until it is shown)."""
+    panel = page.locator(".jp-OutputArea-output .widget-box, .jp-OutputArea-output .widget-html")
+    if panel.count() == 0:
+        return ""
+    return " ".join(panel.first.inner_text().split())
+
+
+def test_monitor_notebook_in_jupyterlab(lab_url: str) -> None:
+    """The graph shows as SVG, the monitor counts up live, and ends at the final counts."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{lab_url}/lab/tree/{NOTEBOOK.name}")
+            page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
+            page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(
+                timeout=60_000
+            )
+            page.locator(".jp-Notebook .jp-Cell").first.click()
+
+            page.locator(".lm-MenuBar-item", has_text="Run").first.click()
+            page.locator(".lm-Menu-item", has_text="Run All Cells").first.click()
+
+            samples: list[str] = []
+            busy = page.locator(".jp-Notebook-ExecutionIndicator[data-status='busy']")
+            busy.wait_for(timeout=30_000)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                text = monitor_numbers(page)
+                if text and (not samples or samples[-1] != text):
+                    samples.append(text)
+                    if len(samples) == 2:
+                        page.screenshot(path=ARTIFACTS / "jupyterlab-monitor-running.png")
+                if busy.count() == 0:
+                    break
+                page.wait_for_timeout(150)
+            page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(
+                timeout=30_000
+            )
+            page.screenshot(path=ARTIFACTS / "jupyterlab-monitor-final.png", full_page=True)
+
+            # JupyterLab shows an SVG output as an <img> whose source is the SVG itself.
+            graph = page.locator(".jp-OutputArea-output[data-mime-type='image/svg+xml'] img")
+            assert graph.count() >= 1, "the pipeline's graph is not shown as SVG"
+            assert graph.first.evaluate("img => img.complete && img.naturalWidth > 0")
+            svg = urllib.parse.unquote(graph.first.get_attribute("src") or "")
+            assert svg.startswith("data:image/svg+xml") and "<svg" in svg, svg[:200]
+            assert ">fetch<" in svg and ">store<" in svg, svg
+
+            assert len(set(samples)) >= 2, f"the monitor never changed while running: {samples}"
+            final = monitor_numbers(page)
+            print("monitor samples:", *samples, sep="\n  ")
+            assert re.search(rf"\b{INPUTS}\b", final), final
+            errors = page.locator(".jp-OutputArea-output[data-mime-type*='error']")
+            assert errors.count() == 0, errors.first.inner_text()
+            last = page.locator(".jp-OutputArea-output").last.inner_text()
+            assert f"stored={STORED} rejected={REJECTED}" in last, last
+        finally:
+            browser.close()
