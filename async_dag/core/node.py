@@ -20,6 +20,7 @@ from .definition import DagTask, TaskTransition
 from .errors import LoopLimitExceeded
 from .handlers import HandlerKind
 from .queue import NodeQueue
+from .results import Record
 
 if TYPE_CHECKING:
     from .run import Run
@@ -104,12 +105,10 @@ class NodeRuntime:
 
     async def _route_single(self, ctx: PipelineContext, value: Any) -> None:
         target = self.edges[0].target
-        run = self.run
         item = (_new_ctx(PipelineContext, (ctx[0], ctx[1], (*ctx[2], target.id), 0, ctx[4])), value)
-        run.pending += 1
+        self.run.pending += 1
         queue = target.queue
-        items = queue.items
-        if len(items) < queue.maxsize:
+        if len(queue.items) < queue.maxsize:
             queue.force_put(item)
         else:
             await queue.put(item)
@@ -154,6 +153,87 @@ class NodeRuntime:
                 queue.force_put((new, value))
             else:
                 await queue.put((new, value))
+
+    # -- the worker loop -------------------------------------------------------------
+
+    async def work(self) -> None:
+        """One worker: take payloads from the queue until cancelled.
+
+        The common case (an ``async def`` with no retries or timeout, whose output goes
+        to one unconditional edge or is collected by a sink) is inlined here: one
+        coroutine per payload, the handler's own. Anything else goes through
+        ``process``. A bug or an unexpected BaseException stops the run with it.
+        """
+        run = self.run
+        queue = self.queue
+        items = queue.items
+        handler = self.handler
+        process = self.process
+        route = self.route
+        fast = self.kind is HandlerKind.ASYNC and not self.retries and self.timeout is None
+        target: NodeQueue | None = None
+        target_id = ""
+        if route == self._route_single:
+            target = self.edges[0].target.queue
+            target_id = self.edges[0].target.id
+        records = run.records if run.collects(self) else None
+        node_id = self.id
+        try:
+            while True:
+                if items:
+                    ctx, payload = items.popleft()
+                    if queue.putters:
+                        queue.wake_putter()
+                else:
+                    ctx, payload = await queue.get()
+                self.received += 1
+                self.in_flight += 1
+                if fast:
+                    try:
+                        value = await handler(ctx, payload)
+                    except Exception as exc:
+                        run.fail(self, ctx, exc)
+                    else:
+                        self.emitted += 1
+                        if target is not None:
+                            # hand on: the payload's place in `pending` passes to its output
+                            item = (
+                                _new_ctx(
+                                    PipelineContext,
+                                    (ctx[0], ctx[1], (*ctx[2], target_id), 0, ctx[4]),
+                                ),
+                                value,
+                            )
+                            titems = target.items
+                            if len(titems) < target.maxsize:
+                                titems.append(item)
+                                if len(titems) > target.max_depth:
+                                    target.max_depth = len(titems)
+                                if target.getters:
+                                    target.wake_getter()
+                            else:
+                                await target.put(item)
+                            self.in_flight -= 1
+                            continue
+                        if records is not None:
+                            run.outputs += 1
+                            records.append(_new_ctx(Record, (ctx, value, node_id)))
+                        else:
+                            await route(ctx, value)
+                else:
+                    await process(ctx, payload, route)
+                self.in_flight -= 1
+                run.pending -= 1
+                if not run.pending:
+                    run.check_finished()
+        except asyncio.CancelledError:
+            self.in_flight = 0
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            run.abort(RuntimeError(f"a handler of {node_id!r} raised CancelledError"))
+        except BaseException as exc:
+            run.abort(exc)
 
     # -- calling the handler ---------------------------------------------------------
 

@@ -13,18 +13,21 @@ from typing import Any
 
 
 class NodeQueue:
-    """A bounded FIFO queue for one event loop. Workers read ``items`` directly when
-    it is not empty and call ``wake_putter`` after taking one; everything else goes
-    through the methods."""
+    """A bounded FIFO queue for one event loop.
 
-    __slots__ = ("_getters", "_putters", "items", "max_depth", "maxsize")
+    The hot path may touch ``items`` directly: after taking an item it calls
+    ``wake_putter`` if ``putters`` is non-empty, and after appending one (only while
+    ``len(items) < maxsize``) it updates ``max_depth`` and calls ``wake_getter`` if
+    ``getters`` is non-empty. Everything else goes through the methods."""
+
+    __slots__ = ("getters", "items", "max_depth", "maxsize", "putters")
 
     def __init__(self, maxsize: int) -> None:
         self.items: deque[Any] = deque()
         self.maxsize = maxsize
         self.max_depth = 0
-        self._getters: deque[asyncio.Future[None]] = deque()
-        self._putters: deque[asyncio.Future[None]] = deque()
+        self.getters: deque[asyncio.Future[None]] = deque()
+        self.putters: deque[asyncio.Future[None]] = deque()
 
     def __len__(self) -> int:
         return len(self.items)
@@ -42,8 +45,11 @@ class NodeQueue:
 
     def wake_putter(self) -> None:
         """Let one blocked ``put`` go on (call after taking an item from ``items``)."""
-        if self._putters:
-            self._wake(self._putters)
+        self._wake(self.putters)
+
+    def wake_getter(self) -> None:
+        """Let one blocked ``get`` go on (call after appending to ``items``)."""
+        self._wake(self.getters)
 
     def force_put(self, item: Any) -> None:
         """Append even when full: for loop-backs only; the run's budget bounds them."""
@@ -51,23 +57,23 @@ class NodeQueue:
         items.append(item)
         if len(items) > self.max_depth:
             self.max_depth = len(items)
-        if self._getters:
-            self._wake(self._getters)
+        if self.getters:
+            self._wake(self.getters)
 
     async def put(self, item: Any) -> None:
         """Append ``item``, first waiting while the queue is full."""
         items = self.items
         while len(items) >= self.maxsize:
             waiter = asyncio.get_running_loop().create_future()
-            self._putters.append(waiter)
+            self.putters.append(waiter)
             try:
                 await waiter
             except BaseException:
                 waiter.cancel()
-                if waiter in self._putters:
-                    self._putters.remove(waiter)
+                if waiter in self.putters:
+                    self.putters.remove(waiter)
                 elif len(items) < self.maxsize:
-                    self._wake(self._putters)  # pass on the wake-up we were given
+                    self._wake(self.putters)  # pass on the wake-up we were given
                 raise
         self.force_put(item)
 
@@ -76,17 +82,17 @@ class NodeQueue:
         items = self.items
         while not items:
             waiter = asyncio.get_running_loop().create_future()
-            self._getters.append(waiter)
+            self.getters.append(waiter)
             try:
                 await waiter
             except BaseException:
                 waiter.cancel()
-                if waiter in self._getters:
-                    self._getters.remove(waiter)
+                if waiter in self.getters:
+                    self.getters.remove(waiter)
                 elif items:
-                    self._wake(self._getters)
+                    self._wake(self.getters)
                 raise
         item = items.popleft()
-        if self._putters:
-            self._wake(self._putters)
+        if self.putters:
+            self._wake(self.putters)
         return item

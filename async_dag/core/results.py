@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, NamedTuple, overload
 
 from .context import PipelineContext
 from .errors import ItemError
@@ -13,25 +13,15 @@ if TYPE_CHECKING:
     import pandas
 
 
-class Record:
+class Record(NamedTuple):
     """One sink output: ``value``, its ``ctx``, and the sink ``node`` that produced it."""
 
-    __slots__ = ("ctx", "node", "value")
-
-    def __init__(self, ctx: PipelineContext, value: Any, node: str) -> None:
-        self.ctx = ctx
-        self.value = value
-        self.node = node
+    ctx: PipelineContext
+    value: Any
+    node: str
 
     def __repr__(self) -> str:
         return f"Record(node={self.node!r}, data_id={self.ctx.data_id!r}, value={self.value!r})"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Record):
-            return NotImplemented
-        return (self.ctx, self.value, self.node) == (other.ctx, other.value, other.node)
-
-    __hash__ = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)

@@ -115,6 +115,24 @@ class Run:
             )
             self._abort(exc)
 
+    def collects(self, node: NodeRuntime) -> bool:
+        """Whether ``node`` is a sink whose outputs are simply kept as records."""
+        return (
+            node.id in self.pipeline.sinks
+            and self.options.result_handler is None
+            and self._emit_async is None
+            and not self.options.ordered
+        )
+
+    def abort(self, exc: BaseException) -> None:
+        """Stop the run with ``exc`` (the first one wins)."""
+        self._abort(exc)
+
+    def check_finished(self) -> None:
+        """End the run if the input is exhausted and nothing is left in flight."""
+        if not self.pending and not self._feeding:
+            self._finish()
+
     def _abort(self, exc: BaseException) -> None:
         if self.failure is None:
             self.failure = exc
@@ -145,33 +163,6 @@ class Run:
     def _finish(self) -> None:
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
-
-    async def _work(self, node: NodeRuntime) -> None:
-        queue = node.queue
-        items = queue.items
-        process = node.process
-        route = node.route
-        try:
-            while True:
-                if items:
-                    ctx, payload = items.popleft()
-                    queue.wake_putter()
-                else:
-                    ctx, payload = await queue.get()
-                node.received += 1
-                node.in_flight += 1
-                await process(ctx, payload, route)
-                node.in_flight -= 1
-                self.pending -= 1
-                if not self.pending and not self._feeding:
-                    self._finish()
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise
-            self._abort(RuntimeError(f"a handler of {node.id!r} raised CancelledError"))
-        except BaseException as exc:  # a bug or KeyboardInterrupt: stop the run with it
-            self._abort(exc)
 
     async def _work_ordered(self, node: NodeRuntime, reorder: Reorder) -> None:
         queue = node.queue
@@ -338,9 +329,7 @@ class Run:
             else:
                 for node in self.nodes.values():
                     for i in range(node.concurrency):
-                        tasks.append(
-                            loop.create_task(self._work(node), name=f"{name}:{node.id}#{i}")
-                        )
+                        tasks.append(loop.create_task(node.work(), name=f"{name}:{node.id}#{i}"))
             tasks.append(loop.create_task(self._feed(), name=f"{name}:feed"))
             if monitor is not None:
                 tasks.append(loop.create_task(self._sample(monitor), name=f"{name}:monitor"))
