@@ -27,11 +27,12 @@ def open_inputs(inputs: Any) -> Iterator[Any] | AsyncIterator[Any]:
             "wrap a single item in a list"
         )
     try:
-        return iter(inputs)
+        iterator: Iterator[Any] = iter(inputs)
     except TypeError:
         raise TypeError(
             f"inputs must be an iterable or async iterable, got {type(inputs).__name__}"
         ) from None
+    return iterator
 
 
 def _check_callable(name: str, value: object) -> None:
@@ -49,7 +50,7 @@ class RunOptions:
     collect_errors: bool
     monitor: Any
     run_id: str
-    metadata: Mapping[str, Any]
+    metadata: dict[str, Any] | None
     ordered: bool = False
 
     @classmethod

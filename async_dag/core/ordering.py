@@ -61,10 +61,6 @@ class Reorder:
         if index == self.head:
             self._wake.set()
 
-    def input_exhausted(self, total: int) -> None:
-        """No input after ``total - 1`` will come."""
-        self._wake.set()
-
     async def emit_in_order(self) -> None:
         """The emitter task: hand on the head's outputs, advance when it is done."""
         out = self._out

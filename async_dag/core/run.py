@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
@@ -186,59 +186,69 @@ class Run:
 
     async def _feed(self) -> None:
         inputs = self.options.inputs
-        key = self.options.key
-        run_id = self.run_id
-        metadata = self.options.metadata
-        sources = [(node, (node.id,)) for node in self.sources]
-        reorder = self._reorder
-        index = 0
         try:
             if isinstance(inputs, AsyncIterator):
                 async for payload in inputs:
-                    data_id = str(key(payload)) if key is not None else str(index)
-                    await self._put_input(sources, run_id, data_id, metadata, payload, index)
-                    index += 1
-            else:
+                    await self._put_input(payload)
+            elif self._reorder is not None:
                 for payload in inputs:
-                    data_id = str(key(payload)) if key is not None else str(index)
-                    await self._put_input(sources, run_id, data_id, metadata, payload, index)
-                    index += 1
+                    await self._put_input(payload)
+            else:
+                await self._feed_plain(inputs)
         except asyncio.CancelledError:
             await _close_input(inputs)
             raise
         except Exception as exc:
-            exc.add_note(f"async_dag: raised while reading input #{index} of run {run_id!r}")
+            exc.add_note(
+                f"async_dag: raised while reading input #{self.inputs} of run {self.run_id!r}"
+            )
             self._abort(exc)
             await _close_input(inputs)
             return
         self._feeding = False
-        if reorder is not None:
-            reorder.input_exhausted(index)
         if not self.pending:
             self._finish()
 
-    async def _put_input(
-        self,
-        sources: list[tuple[NodeRuntime, tuple[str]]],
-        run_id: str,
-        data_id: str,
-        metadata: Any,
-        payload: Any,
-        index: int,
-    ) -> None:
+    def _context(self, payload: Any, node: NodeRuntime) -> PipelineContext:
+        key = self.options.key
+        data_id = str(key(payload)) if key is not None else str(self.inputs)
+        return _new_ctx(
+            PipelineContext, (self.run_id, data_id, (node.id,), 0, self.options.metadata)
+        )
+
+    async def _put_input(self, payload: Any) -> None:
         reorder = self._reorder
-        self.inputs += 1
-        for node, path in sources:
-            ctx = _new_ctx(PipelineContext, (run_id, data_id, path, 0, metadata))
+        for node in self.sources:
+            ctx = self._context(payload, node)
             self.pending += 1
-            queue = node.queue
             if reorder is not None:
-                await reorder.admit(index)
-                await queue.put((ctx, payload, index))
-            elif len(queue.items) < queue.maxsize:
-                queue.force_put((ctx, payload))
+                await reorder.admit(self.inputs)
+                await node.queue.put((ctx, payload, self.inputs))
             else:
-                await queue.put((ctx, payload))
+                await node.queue.put((ctx, payload))
+        self.inputs += 1
+
+    async def _feed_plain(self, inputs: Iterator[Any]) -> None:
+        """The feeder's hot path: a sync iterator, no reordering (see NodeQueue)."""
+        key = self.options.key
+        head = (self.run_id,)
+        tail = (0, self.options.metadata)
+        sources = [(node.queue, (node.id,)) for node in self.sources]
+        for payload in inputs:
+            data_id = str(key(payload)) if key is not None else str(self.inputs)
+            for queue, path in sources:
+                item = (_new_ctx(PipelineContext, (*head, data_id, path, *tail)), payload)
+                self.pending += 1
+                items = queue.items
+                if len(items) < queue.maxsize:
+                    items.append(item)
+                    if len(items) > queue.max_depth:
+                        queue.max_depth = len(items)
+                    if queue.getters:
+                        queue.wake_getter()
+                else:
+                    await queue.put(item)
+            self.inputs += 1
 
     # -- lifecycle -----------------------------------------------------------------------
 
