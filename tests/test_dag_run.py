@@ -102,7 +102,12 @@ async def test_every_input_goes_to_every_source_and_sinks_collect():
     """Two sources both receive each input; both sinks' outputs are results."""
     p = PipelineBuilder().add_task("a", inc).add_task("b", double).build()
     result = await p.run_stream([1, 2])
-    assert sorted((r.node, r.value) for r in result.records) == [("a", 2), ("a", 3), ("b", 2), ("b", 4)]
+    assert sorted((r.node, r.value) for r in result.records) == [
+        ("a", 2),
+        ("a", 3),
+        ("b", 2),
+        ("b", 4),
+    ]
 
 
 async def test_unrouted_outputs_are_counted():
@@ -291,7 +296,10 @@ async def test_key_run_id_and_metadata_reach_the_context():
 
     p = PipelineBuilder().add_task("a", look).build()
     result = await p.run_stream(
-        [{"id": "u1"}, {"id": "u2"}], key=lambda d: d["id"], run_id="nightly", metadata={"env": "test"}
+        [{"id": "u1"}, {"id": "u2"}],
+        key=lambda d: d["id"],
+        run_id="nightly",
+        metadata={"env": "test"},
     )
     assert [c.data_id for c in seen] == ["u1", "u2"]
     assert {c.run_id for c in seen} == {"nightly"} and result.run_id == "nightly"
@@ -333,7 +341,13 @@ async def test_two_runs_of_one_pipeline_at_once_stay_independent():
         await asyncio.sleep(0.001)
         return x + 1
 
-    p = PipelineBuilder().add_task("a", slow_inc, concurrency=2).add_task("b", inc).add_edge("a", "b").build()
+    p = (
+        PipelineBuilder()
+        .add_task("a", slow_inc, concurrency=2)
+        .add_task("b", inc)
+        .add_edge("a", "b")
+        .build()
+    )
     r1, r2 = await asyncio.gather(p.run_stream(range(50)), p.run_stream(range(100, 130)))
     assert sorted(r1) == [x + 2 for x in range(50)]
     assert sorted(r2) == [x + 2 for x in range(100, 130)]

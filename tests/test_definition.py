@@ -29,7 +29,10 @@ def build(tasks, edges=()):
 
 def test_builder_makes_pipeline_with_sources_and_sinks():
     """Sources have no incoming forward edge; sinks have no outgoing edge."""
-    p = build(["a", "b", "c", "d"], [("a", "b"), ("a", "c"), ("b", "d"), ("c", "d"), ("d", "a", {"max_loops": 2})])
+    p = build(
+        ["a", "b", "c", "d"],
+        [("a", "b"), ("a", "c"), ("b", "d"), ("c", "d"), ("d", "a", {"max_loops": 2})],
+    )
     assert p.sources == ("a",)
     assert p.sinks == ()
     p2 = build(["a", "b", "c"], [("a", "b"), ("a", "c")])
@@ -71,7 +74,11 @@ def test_unconditional_edges_into_a_node_make_fan_in():
         ([("a", step, {"timeout": 0})], [], r"task 'a': timeout"),
         ([("a", "not callable", {})], [], r"task 'a': handler 'not callable' is not callable"),
         (["a", "b"], [("a", "b", {"when": 3})], r"edge a -> b: when=3 is not callable"),
-        (["a", "b"], [("a", "b"), ("b", "a", {"max_loops": 0})], r"edge b -> a: max_loops must be a positive int"),
+        (
+            ["a", "b"],
+            [("a", "b"), ("b", "a", {"max_loops": 0})],
+            r"edge b -> a: max_loops must be a positive int",
+        ),
         (["a", "b"], [("a", "b"), ("a", "b")], r"duplicate edge a -> b"),
     ],
 )
@@ -102,7 +109,11 @@ def test_cycle_with_max_loops_is_accepted():
 
 def test_task_options_are_kept():
     """Options given to add_task end up on the DagTask."""
-    p = PipelineBuilder().add_task("a", step, concurrency=4, queue_size=3, retries=2, retry_delay=0.5, timeout=1).build()
+    p = (
+        PipelineBuilder()
+        .add_task("a", step, concurrency=4, queue_size=3, retries=2, retry_delay=0.5, timeout=1)
+        .build()
+    )
     t = p.tasks["a"]
     assert (t.concurrency, t.queue_size, t.retries, t.retry_delay, t.timeout) == (4, 3, 2, 0.5, 1)
     assert t.bound == 3

@@ -7,10 +7,9 @@ import threading
 import traceback
 
 import pytest
+from _util import other_tasks, settle
 
 from async_dag import ItemError, LoopLimitExceeded, PipelineBuilder, run_function_pipeline
-
-from _util import other_tasks, settle
 
 
 class Boom(Exception):
@@ -29,7 +28,13 @@ async def fail_on_three(ctx, x):
 
 async def test_raise_policy_reraises_the_original_exception_with_a_note():
     """The first failure stops the run and propagates as itself, with node, data_id and run_id."""
-    p = PipelineBuilder().add_task("src", ident).add_task("check", fail_on_three).add_edge("src", "check").build()
+    p = (
+        PipelineBuilder()
+        .add_task("src", ident)
+        .add_task("check", fail_on_three)
+        .add_edge("src", "check")
+        .build()
+    )
     with pytest.raises(Boom) as info:
         await p.run_stream(range(10), run_id="r-42")
     exc = info.value
@@ -51,7 +56,13 @@ async def test_raise_policy_leaves_no_task_behind():
 
 async def test_collect_policy_records_item_errors_and_goes_on():
     """on_error='collect' keeps an ItemError per failed payload and finishes the others."""
-    p = PipelineBuilder().add_task("src", ident).add_task("check", fail_on_three).add_edge("src", "check").build()
+    p = (
+        PipelineBuilder()
+        .add_task("src", ident)
+        .add_task("check", fail_on_three)
+        .add_edge("src", "check")
+        .build()
+    )
     result = await p.run_stream([1, 3, 5, 3], on_error="collect")
     assert sorted(result) == [1, 5]
     assert len(result.errors) == 2
@@ -202,7 +213,13 @@ async def test_predicate_error_is_an_item_failure():
     def picky(ctx, x):
         raise KeyError("field")
 
-    p = PipelineBuilder().add_task("a", ident).add_task("b", ident).add_edge("a", "b", when=picky).build()
+    p = (
+        PipelineBuilder()
+        .add_task("a", ident)
+        .add_task("b", ident)
+        .add_edge("a", "b", when=picky)
+        .build()
+    )
     result = await p.run_stream([1], on_error="collect")
     assert result.errors[0].node == "a"
     assert "predicate of edge a -> b" in " ".join(result.errors[0].exception.__notes__)
@@ -243,7 +260,13 @@ async def test_cancelling_the_awaiting_task_stops_every_worker():
         await asyncio.sleep(3600)
         return x
 
-    p = PipelineBuilder().add_task("a", ident).add_task("b", forever, concurrency=8).add_edge("a", "b").build()
+    p = (
+        PipelineBuilder()
+        .add_task("a", ident)
+        .add_task("b", forever, concurrency=8)
+        .add_edge("a", "b")
+        .build()
+    )
     task = asyncio.ensure_future(p.run_stream(range(1000)))
     await started.wait()
     task.cancel()

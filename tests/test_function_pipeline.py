@@ -54,7 +54,9 @@ async def test_ordered_output_follows_input_order_under_random_delays(concurrenc
         await asyncio.sleep(delays[i])
         return i
 
-    assert await run_function_pipeline(range(80), jitter, concurrency=concurrency) == list(range(80))
+    assert await run_function_pipeline(range(80), jitter, concurrency=concurrency) == list(
+        range(80)
+    )
 
 
 async def test_unordered_output_never_waits_on_a_slow_item():
@@ -67,7 +69,9 @@ async def test_unordered_output_never_waits_on_a_slow_item():
         return i
 
     got = []
-    async for _ctx, v in iter_function_pipeline(range(10), first_is_slow, concurrency=4, ordered=False):
+    async for _ctx, v in iter_function_pipeline(
+        range(10), first_is_slow, concurrency=4, ordered=False
+    ):
         got.append(v)
         if len(got) == 9:
             release.set()
@@ -163,7 +167,11 @@ async def test_key_run_id_and_metadata():
         return item
 
     await run_function_pipeline(
-        [{"sku": "A1"}, {"sku": "B2"}], look, key=lambda r: r["sku"], run_id="nightly", metadata={"source": "db"}
+        [{"sku": "A1"}, {"sku": "B2"}],
+        look,
+        key=lambda r: r["sku"],
+        run_id="nightly",
+        metadata={"source": "db"},
     )
     assert seen == [("A1", "nightly", "db", ("look",)), ("B2", "nightly", "db", ("look",))]
 

@@ -131,7 +131,7 @@ def test_mermaid_has_every_node_edge_and_label():
     assert lines[:4] == ["---", 'title: "refresh"', "---", "flowchart LR"]
     assert '    n0(["fetch<br>×8"])' in lines  # source: stadium
     assert '    n2[["store<br>×1"]]' in lines  # sink: double border
-    assert "    n1 -->|\"is_valid\"| n2" in lines
+    assert '    n1 -->|"is_valid"| n2' in lines
     assert '    n1 -.->|"is_transient<br>≤3 loops"| n0' in lines
     assert "    n0 --> n1" in lines
     assert "    class n0 source" in lines and "    class n2 sink" in lines

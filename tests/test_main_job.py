@@ -5,13 +5,16 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import psutil
 import pytest
 
 from async_dag import LoopLimitExceeded, PipelineContext
@@ -91,14 +94,16 @@ def run_main(*args: str | Path, check: bool = True) -> subprocess.CompletedProce
 def summary(out: str) -> dict[str, int]:
     """The counts of the printed summary."""
     counts = {}
-    for name in ("read", "stored", "rejected", "retried", "failed"):
+    for name in ("read", "written", "unchanged", "rejected", "retried", "failed"):
         match = re.search(rf"^\s+{name}\s+(\d+)", out, re.M)
         assert match, f"no {name!r} line in:\n{out}"
         counts[name] = int(match.group(1))
-    for name in ("inserted", "updated", "unchanged"):
+    for name in ("inserted", "updated"):
         match = re.search(rf"\b{name} (\d+)", out)
         assert match, f"no {name!r} count in:\n{out}"
         counts[name] = int(match.group(1))
+    assert counts["written"] == counts["inserted"] + counts["updated"]
+    counts["stored"] = counts["written"] + counts["unchanged"]
     return counts
 
 
@@ -222,10 +227,10 @@ def test_verbose_logs_carry_the_row_context(tmp_path: Path) -> None:
 
 
 def test_shipped_feed_runs_out_of_the_box(tmp_path: Path) -> None:
-    """The default input (the shipped feed) runs with no options and balances."""
+    """The default input (the shipped feed) runs from any folder and balances."""
     db = tmp_path / "demo.db"
     proc = subprocess.run(
-        [sys.executable, str(MAIN), "--db", str(db)],
+        [sys.executable, str(MAIN), "--db", str(db), "--latency", "2"],
         capture_output=True,
         text=True,
         timeout=90,
@@ -237,6 +242,35 @@ def test_shipped_feed_runs_out_of_the_box(tmp_path: Path) -> None:
     assert counts["read"] == counts["stored"] + counts["rejected"] + counts["failed"]
     assert counts["rejected"] > 0
     assert len(table(db)) == counts["stored"]
+
+
+@pytest.mark.parametrize("extra", [[], ["--processes", "2"]], ids=["in-process", "processes"])
+def test_ctrl_c_stops_the_job_and_keeps_stored_rows(tmp_path: Path, extra: list[str]) -> None:
+    """SIGINT mid-run: exit status 130, a one-line notice, committed rows kept, no worker left."""
+    db = tmp_path / "shop.db"
+    cmd = [sys.executable, str(MAIN), "--db", str(db), "--latency", "200", *extra]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("refresh ")  # the database is ready
+        while not table(db):  # wait until rows are being stored
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert err.splitlines() == ["main.py: interrupted; the rows stored so far are kept"]
+    assert not re.search(r"^\s+read\s", out, re.M)  # no summary of an unfinished run
+    assert 0 < len(table(db)) < 2911
+    _, alive = psutil.wait_procs(children, timeout=15)
+    assert alive == []
 
 
 @pytest.mark.parametrize(

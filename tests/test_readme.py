@@ -37,4 +37,4 @@ def test_every_python_block_compiles():
     import ast
 
     for block in re.findall(r"```python\n(.*?)```", README.read_text(), re.DOTALL):
-        ast.parse(f"async def _():\n" + "".join(f"    {line}\n" for line in block.splitlines()))
+        ast.parse("async def _():\n" + "".join(f"    {line}\n" for line in block.splitlines()))

@@ -67,7 +67,9 @@ def stats(done: int, *, node: str = "work", elapsed: float = 1.0) -> RunStats:
         inputs=done,
         outputs=done,
         errors=0,
-        nodes={node: NodeStats(node=node, concurrency=1, queue_size=2, received=done, emitted=done)},
+        nodes={
+            node: NodeStats(node=node, concurrency=1, queue_size=2, received=done, emitted=done)
+        },
     )
 
 

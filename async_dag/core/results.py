@@ -115,7 +115,8 @@ class RunResult(Sequence[Any]):
         return [r.value for r in self.records]
 
     def to_pandas(self) -> pandas.DataFrame:
-        """One row per record: ``run_id``, ``data_id``, ``node``, ``path``, then the value.
+        """One row per record: ``run_id``, ``data_id``, ``node``, ``path`` (the ``ctx.path``
+        tuple), then the value.
 
         Dicts, dataclasses and named tuples become one column per field; other values
         go to a ``value`` column. Needs pandas.

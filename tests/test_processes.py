@@ -1,0 +1,514 @@
+"""Batches in worker processes: order, shipping by value, errors, dead workers, Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import multiprocessing.resource_tracker
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import types
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import KernelManager
+
+from async_dag import (
+    DagPipeline,
+    ItemError,
+    PipelineBuilder,
+    PipelineContext,
+    RunResult,
+    run_function_pipeline_in_subprocess,
+    run_pipeline_in_subprocess,
+)
+from async_dag.execution import shipping
+from async_dag.execution.shipping import ShippingError
+
+# Handlers at module level travel by reference: spawned workers import this module.
+
+
+async def where(ctx: PipelineContext, x: Any) -> tuple[Any, int]:
+    """Report the item and the pid of the process that handled it."""
+    return x, os.getpid()
+
+
+async def wait_for_files(folder: Path, count: int) -> None:
+    """Poll until ``folder`` holds ``count`` files (another process creates them)."""
+    for _ in range(6000):
+        if len(list(folder.iterdir())) >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise TimeoutError(f"{folder} never held {count} files")
+
+
+async def meet(ctx: PipelineContext, x: int) -> tuple[int, int]:
+    """Check in, then wait until every batch has checked in: batches run side by side."""
+    folder = Path(ctx.metadata["folder"])
+    (folder / str(x)).touch()
+    await wait_for_files(folder, ctx.metadata["batches"])
+    return x, os.getpid()
+
+
+async def fail_on_three(ctx: PipelineContext, x: int) -> int:
+    """Fail for the item 3 only."""
+    if x == 3:
+        raise KeyError(f"no {x}")
+    return x * 10
+
+
+async def die_on(ctx: PipelineContext, x: Any) -> Any:
+    """Kill the worker process outright on the item "die"."""
+    if x == "die":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+class TwoArgError(Exception):
+    """An exception whose constructor breaks unpickling (it needs two arguments)."""
+
+    def __init__(self, code: int, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+
+
+async def raise_two_arg(ctx: PipelineContext, x: int) -> int:
+    raise TwoArgError(x, "broken")
+
+
+async def return_lock(ctx: PipelineContext, x: int) -> threading.Lock:
+    return threading.Lock()
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[ProcessPoolExecutor]:
+    """A spawn pool shared by the tests that do not need the default pool."""
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as executor:
+        yield executor
+
+
+@pytest.fixture
+def new_children() -> Iterator[Any]:
+    """A function listing the child processes started since the test began."""
+    multiprocessing.resource_tracker.ensure_running()  # a long-lived helper, started once
+    me = psutil.Process()
+    before = {child.pid for child in me.children(recursive=True)}
+
+    def started() -> list[psutil.Process]:
+        fresh = [c for c in me.children(recursive=True) if c.pid not in before]
+        _, alive = psutil.wait_procs(fresh, timeout=10)
+        return alive
+
+    yield started
+
+
+def test_batches_come_back_in_order_from_separate_processes(
+    tmp_path: Path, new_children: Any
+) -> None:
+    """Two batches meet while running, so they ran at once in two other processes."""
+    batches = [[0, 1], [2, 3]]
+    results = run_function_pipeline_in_subprocess(
+        meet, batches, processes=2, metadata={"folder": str(tmp_path), "batches": 2}
+    )
+    assert [type(r) for r in results] == [RunResult, RunResult]
+    assert [[x for x, _ in r] for r in results] == batches
+    pids = [{pid for _, pid in r} for r in results]
+    assert all(len(p) == 1 for p in pids)
+    first, second = pids[0].pop(), pids[1].pop()
+    assert len({first, second, os.getpid()}) == 3
+    assert results[1].records[0].ctx.metadata["batches"] == 2
+    assert results[1].records[0].ctx.data_id == "0"
+    assert results[0].stats.nodes["meet"].received == 2
+    assert new_children() == []
+
+
+def test_results_follow_batch_order_not_completion_order(
+    pool: ProcessPoolExecutor, tmp_path: Path
+) -> None:
+    """Batch 0 waits for batch 1 to finish first; the list still follows batch order."""
+
+    async def ordered(ctx: PipelineContext, x: int) -> int:
+        if x == 0:
+            await wait_for_files(tmp_path, 1)
+        else:
+            (tmp_path / "second-done").touch()
+        return x
+
+    results = run_function_pipeline_in_subprocess(ordered, [[0], [1]], executor=pool)
+    assert [list(r) for r in results] == [[0], [1]]
+
+
+def test_run_options_pass_through(pool: ProcessPoolExecutor) -> None:
+    """key, metadata, concurrency, retries and on_error reach every worker's run."""
+    results = run_function_pipeline_in_subprocess(
+        fail_on_three,
+        [[1, 2], [3, 4]],
+        executor=pool,
+        key=lambda x: f"item-{x}",
+        metadata={"source": "test"},
+        concurrency=2,
+        retries=1,
+        on_error="collect",
+        run_id="batch-run",
+    )
+    assert [list(r) for r in results] == [[10, 20], [40]]
+    assert [rec.ctx.data_id for rec in results[0].records] == ["item-1", "item-2"]
+    metadata = results[1].records[0].ctx.metadata
+    assert isinstance(metadata, types.MappingProxyType)
+    assert dict(metadata) == {"source": "test"}
+    assert results[1].run_id == "batch-run"
+    assert results[1].stats.nodes["fail_on_three"].retried == 1
+
+
+def test_collected_errors_come_back(pool: ProcessPoolExecutor) -> None:
+    """on_error="collect" returns each ItemError with its context and real exception."""
+    results = run_function_pipeline_in_subprocess(
+        fail_on_three, [[1], [3, 5]], executor=pool, on_error="collect"
+    )
+    assert results[0].errors == []
+    [error] = results[1].errors
+    assert isinstance(error, ItemError)
+    assert (error.node, error.data_id) == ("fail_on_three", "0")
+    assert isinstance(error.exception, KeyError)
+    assert error.exception.args == ("no 3",)
+    assert list(results[1]) == [50]
+    assert results[1].stats.nodes["fail_on_three"].failed == 1
+
+
+def test_collected_exception_that_cannot_travel_is_described(pool: ProcessPoolExecutor) -> None:
+    """A collected exception that cannot be unpickled becomes a RuntimeError naming it."""
+    [result] = run_function_pipeline_in_subprocess(
+        raise_two_arg, [[7]], executor=pool, on_error="collect"
+    )
+    [error] = result.errors
+    assert isinstance(error.exception, RuntimeError)
+    assert "TwoArgError: 7: broken" in str(error.exception)
+
+
+def test_failing_batch_reraises_with_its_index(pool: ProcessPoolExecutor) -> None:
+    """The exception keeps its type and the engine's note, and gains the batch index."""
+    with pytest.raises(KeyError) as caught:
+        run_function_pipeline_in_subprocess(fail_on_three, [[1], [2], [3]], executor=pool)
+    notes = caught.value.__notes__
+    assert any("batch 2 (of 3 batches)" in note for note in notes)
+    assert any("fail_on_three" in note and "data_id '0'" in note for note in notes)
+    assert "fail_on_three" in str(caught.value.__cause__)  # the worker's traceback
+
+
+async def exit_early(ctx: PipelineContext, x: int) -> int:
+    sys.exit(x)
+
+
+def test_system_exit_in_a_batch_does_not_end_the_caller(pool: ProcessPoolExecutor) -> None:
+    """SystemExit raised by a batch arrives as a RuntimeError naming the batch."""
+    with pytest.raises(RuntimeError, match=r"batch 1 raised SystemExit\(5\)") as caught:
+        run_function_pipeline_in_subprocess(exit_early, [[], [5]], executor=pool)
+    assert isinstance(caught.value.__cause__, SystemExit)
+    assert pool.submit(os.getpid).result(timeout=30) != os.getpid()  # the pool lives on
+
+
+def test_exception_that_cannot_travel_names_the_batch(pool: ProcessPoolExecutor) -> None:
+    """An exception that cannot be pickled back becomes a RuntimeError that says so."""
+    with pytest.raises(RuntimeError, match=r"batch 1 raised .*TwoArgError: 4: broken"):
+        run_function_pipeline_in_subprocess(raise_two_arg, [[], [4]], executor=pool)
+
+
+def test_unpicklable_result_names_the_batch(pool: ProcessPoolExecutor) -> None:
+    """A result that cannot be pickled back raises an error naming its batch."""
+    with pytest.raises(ShippingError, match="result of batch 0 cannot be pickled"):
+        run_function_pipeline_in_subprocess(return_lock, [[1]], executor=pool)
+
+
+def test_unpicklable_arguments_are_named_before_any_worker_starts(new_children: Any) -> None:
+    """The pipeline, an option or batch N that cannot be pickled is named, and nothing runs."""
+    lock = threading.Lock()
+
+    async def holds_lock(ctx: PipelineContext, x: int) -> bool:
+        return lock.locked()
+
+    with pytest.raises(ShippingError, match="the pipeline function"):
+        run_function_pipeline_in_subprocess(holds_lock, [[1]])
+    with pytest.raises(ShippingError, match="run option key="):
+        run_function_pipeline_in_subprocess(where, [[1]], key=lambda x: (x, lock))
+    with pytest.raises(ShippingError, match=r"batch 1 \(generator\).*as a list"):
+        run_function_pipeline_in_subprocess(where, [[1], (x for x in range(3))])
+    with pytest.raises(ShippingError, match="pipeline factory"):
+        run_pipeline_in_subprocess(lambda: lock, [[1]])
+    assert new_children() == []
+
+
+def test_bad_arguments_raise_before_any_worker_starts(new_children: Any) -> None:
+    """Bad pool sizes, batches and run options raise TypeError/ValueError up front."""
+    with pytest.raises(ValueError, match="processes"):
+        run_function_pipeline_in_subprocess(where, [[1]], processes=0)
+    with pytest.raises(TypeError, match="processes"):
+        run_function_pipeline_in_subprocess(where, [[1]], processes=1.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="batches must be an iterable"):
+        run_function_pipeline_in_subprocess(where, 5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"batch 1 is not an iterable .*\(got int\)"):
+        run_function_pipeline_in_subprocess(where, [[1], 2])
+    with pytest.raises(TypeError, match=r"batch 0 .*\(got str\)"):
+        run_function_pipeline_in_subprocess(where, ["abc"])
+    with pytest.raises(TypeError, match="not both"), ThreadPoolExecutor(1) as threads:
+        run_function_pipeline_in_subprocess(where, [[1]], processes=2, executor=threads)
+    with pytest.raises(TypeError, match="executor must be"):
+        run_function_pipeline_in_subprocess(where, [[1]], executor=object())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="concurency"):
+        run_function_pipeline_in_subprocess(where, [[1]], concurency=2)
+    with pytest.raises(TypeError, match="ordered"):
+        run_pipeline_in_subprocess(lambda: None, [[1]], ordered=True)
+    with pytest.raises(ValueError, match="concurrency"):
+        run_function_pipeline_in_subprocess(where, [[1]], concurrency=0)
+    with pytest.raises(ValueError, match="on_error"):
+        run_pipeline_in_subprocess(lambda: None, [[1]], on_error="maybe")
+    with pytest.raises(ValueError, match="monitor"):
+        run_function_pipeline_in_subprocess(where, [[1]], monitor=True)
+    with pytest.raises(TypeError, match="async function"):
+        run_function_pipeline_in_subprocess(lambda ctx, x: x, [[1]])
+    with pytest.raises(TypeError, match="factory must be"):
+        run_pipeline_in_subprocess(42, [[1]])  # type: ignore[arg-type]
+    assert run_function_pipeline_in_subprocess(where, []) == []
+    assert new_children() == []
+
+
+def test_function_no_worker_can_import_runs_in_default_pool(new_children: Any) -> None:
+    """A function from a module made at run time, claiming __main__, ships by value."""
+    module = types.ModuleType("made_at_run_time")
+    source = textwrap.dedent(
+        """
+        import os
+
+        OFFSET = 100
+
+        async def shifted(ctx, x):
+            return x + OFFSET, os.getpid()
+        """
+    )
+    exec(compile(source, "<made at run time>", "exec"), module.__dict__)
+    shifted = module.shifted
+    shifted.__module__ = "__main__"
+    with pytest.raises((pickle.PicklingError, AttributeError)):
+        pickle.dumps(shifted)  # the standard pickle could not ship it
+    results = run_function_pipeline_in_subprocess(shifted, [[1, 2], [3]])
+    assert [[x for x, _ in r] for r in results] == [[101, 102], [103]]
+    assert os.getpid() not in {pid for r in results for _, pid in r}
+    assert new_children() == []
+
+
+def test_factory_builds_a_pipeline_in_each_worker(pool: ProcessPoolExecutor) -> None:
+    """factory() runs in the worker (the pipeline is named after the worker's pid)."""
+
+    def build() -> DagPipeline:
+        return (
+            PipelineBuilder(f"built-in-{os.getpid()}")
+            .add_task("double", lambda ctx, x: x * 2)
+            .add_task("label", lambda ctx, x: f"{ctx.node_path}:{x}")
+            .add_edge("double", "label")
+            .build()
+        )
+
+    results = run_pipeline_in_subprocess(build, [[1, 2], [3]], executor=pool)
+    assert [list(r) for r in results] == [["double>label:2", "double>label:4"], ["double>label:6"]]
+    names = {r.stats.name for r in results}
+    assert f"built-in-{os.getpid()}" not in names
+    assert all(name.startswith("built-in-") for name in names)
+    assert results[0].records[0].node == "label"
+    assert results[0].stats.nodes["double"].emitted == 2
+    built_here = build()  # a pipeline itself is accepted too: each worker gets a copy
+    [copied] = run_pipeline_in_subprocess(built_here, [[5]], executor=pool)
+    assert list(copied) == ["double>label:10"]
+    assert copied.stats.name == built_here.name
+    with pytest.raises(TypeError, match="factory returned NoneType") as caught:
+        run_pipeline_in_subprocess(lambda: None, [[1]], executor=pool)
+    assert any("batch 0" in note for note in caught.value.__notes__)
+
+
+def test_lambda_factory_in_default_pool() -> None:
+    """A lambda factory with lambda handlers runs through the default pool."""
+    results = run_pipeline_in_subprocess(
+        lambda: PipelineBuilder("lam").add_task("inc", lambda ctx, x: x + 1).build(),
+        [[1], [2, 3]],
+        key=lambda x: x * 100,
+    )
+    assert [list(r) for r in results] == [[2], [3, 4]]
+    assert [rec.ctx.data_id for rec in results[1].records] == ["200", "300"]
+
+
+@pytest.mark.timeout(60)
+def test_killed_worker_raises_instead_of_hanging(new_children: Any) -> None:
+    """A worker killed by SIGKILL gives a BrokenProcessPool naming the batch and signal."""
+    with pytest.raises(RuntimeError, match=r"batch 1 .*killed by signal SIGKILL") as caught:
+        run_function_pipeline_in_subprocess(die_on, [[1], ["die"]], processes=2)
+    assert isinstance(caught.value, BrokenProcessPool)
+    assert isinstance(caught.value.__cause__, BrokenProcessPool)
+    assert new_children() == []
+
+
+INTERRUPTED_SCRIPT = """
+import asyncio, pathlib, sys
+from async_dag import run_function_pipeline_in_subprocess
+
+async def slow(ctx, x):
+    (pathlib.Path(ctx.metadata["folder"]) / str(x)).touch()
+    await asyncio.sleep(600)
+
+if __name__ == "__main__":
+    try:
+        run_function_pipeline_in_subprocess(
+            slow, [[0], [1]], processes=2, metadata={"folder": sys.argv[1]}
+        )
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+        sys.exit(3)
+"""
+
+
+@pytest.mark.timeout(90)
+def test_ctrl_c_leaves_no_orphan_process(tmp_path: Path) -> None:
+    """SIGINT while batches sleep: KeyboardInterrupt, and every worker process is gone."""
+    script = tmp_path / "interrupted.py"
+    script.write_text(INTERRUPTED_SCRIPT)
+    folder = tmp_path / "started"
+    folder.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(folder)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        asyncio.run(wait_for_files(folder, 2))  # both batches are running
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 2
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 3
+    assert "interrupted" in out
+    _, alive = psutil.wait_procs(children, timeout=15)
+    assert alive == []
+
+
+def test_thread_pool_executor(new_children: Any) -> None:
+    """A ThreadPoolExecutor runs each batch on its own loop in a worker thread."""
+
+    async def thread_of(ctx: PipelineContext, x: int) -> tuple[int, int, int]:
+        return x, os.getpid(), threading.get_ident()
+
+    with ThreadPoolExecutor(2) as threads:
+        results = run_function_pipeline_in_subprocess(thread_of, [[1], [2, 3]], executor=threads)
+        with pytest.raises(KeyError) as caught:
+            run_function_pipeline_in_subprocess(fail_on_three, [[3]], executor=threads)
+    assert [[x for x, _, _ in r] for r in results] == [[1], [2, 3]]
+    assert {pid for r in results for _, pid, _ in r} == {os.getpid()}
+    assert threading.get_ident() not in {t for r in results for _, _, t in r}
+    assert any("batch 0" in note for note in caught.value.__notes__)
+    assert new_children() == []
+
+
+async def test_awaitable_from_a_running_loop(pool: ProcessPoolExecutor, tmp_path: Path) -> None:
+    """Through asyncio.to_thread the loop keeps running while the batches do."""
+
+    async def waits_for_loop(ctx: PipelineContext, x: int) -> int:
+        await wait_for_files(tmp_path, 1)  # created by the loop below, mid-run
+        return x
+
+    call = asyncio.create_task(
+        asyncio.to_thread(
+            run_function_pipeline_in_subprocess, waits_for_loop, [[1], [2]], executor=pool
+        )
+    )
+    await asyncio.sleep(0)
+    assert not call.done()
+    (tmp_path / "loop-was-free").touch()
+    results = await asyncio.wait_for(call, 60)
+    assert [list(r) for r in results] == [[1], [2]]
+
+
+def test_executor_passed_in_stays_open(pool: ProcessPoolExecutor) -> None:
+    """An executor given by the caller is used, never shut down."""
+    run_function_pipeline_in_subprocess(where, [[1]], executor=pool)
+    assert pool.submit(os.getpid).result(timeout=30) != os.getpid()
+
+
+def test_standard_pickle_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without cloudpickle, results (read-only metadata included) still travel, and
+    unpicklable callables get a hint to install the extra."""
+    monkeypatch.setitem(sys.modules, "cloudpickle", None)
+    assert not shipping.have_cloudpickle()
+    ctx = PipelineContext("r", "0", ("node",), 0, types.MappingProxyType({"k": [1]}))
+    result = shipping.loads(shipping.dumps((ctx, ctx)))
+    assert result == (ctx, ctx)
+    assert isinstance(result[0].metadata, types.MappingProxyType)
+    with pytest.raises(ShippingError, match=r"async-dag\[processes\]"):
+        run_pipeline_in_subprocess(lambda: None, [[1]])
+
+
+KERNEL_CELL = """
+import asyncio, json, os
+from async_dag import PipelineBuilder, run_function_pipeline_in_subprocess
+from async_dag import run_pipeline_in_subprocess
+
+async def tripled(ctx, x):
+    return x * 3, os.getpid()
+
+awaited = await asyncio.to_thread(run_function_pipeline_in_subprocess, tripled, [[1, 2], [3]])
+blocking = run_pipeline_in_subprocess(
+    lambda: PipelineBuilder("cell").add_task("neg", lambda ctx, x: -x).build(), [[1], [2]]
+)
+print(json.dumps({
+    "values": [[v for v, _ in r] for r in awaited],
+    "pids": sorted({pid for r in awaited for _, pid in r}),
+    "kernel": os.getpid(),
+    "dag": [list(r) for r in blocking],
+}))
+"""
+
+
+@pytest.mark.timeout(120)
+def test_functions_defined_in_a_kernel_cell(tmp_path: Path) -> None:
+    """In a real Jupyter kernel, cell-defined functions and lambdas run in the workers."""
+    spec_dir = tmp_path / "kernels" / "async-dag-processes"
+    spec_dir.mkdir(parents=True)
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "async_dag processes test",
+        "language": "python",
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    manager = KernelManager(
+        kernel_name="async-dag-processes",
+        kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(tmp_path / "kernels")]),
+    )
+    streams = {"stdout": "", "stderr": ""}
+
+    def collect(msg: dict[str, Any]) -> None:
+        if msg["msg_type"] == "stream":
+            streams[msg["content"]["name"]] += msg["content"]["text"]
+
+    manager.start_kernel()
+    client = manager.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        reply = client.execute_interactive(KERNEL_CELL, timeout=90, output_hook=collect)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    assert streams["stderr"] == ""
+    report = json.loads(streams["stdout"])
+    assert report["values"] == [[3, 6], [9]]
+    assert report["kernel"] not in report["pids"]
+    assert report["dag"] == [[-1], [-2]]
