@@ -18,14 +18,16 @@ demo: $(STAMP)
 	$(PY) main.py
 
 test: $(STAMP) system-deps
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not browser"
+	$(PY) -m pytest --nbval --nbval-current-env --nbval-cell-timeout=120 --nbval-sanitize-with notebooks/sanitize.cfg notebooks
+	$(PY) -m pytest -m browser tests/browser
 
 unit: $(STAMP)
 	$(PY) -m pytest -m "not browser" --ignore=notebooks
 
 lint: $(STAMP)
-	$(PY) -m ruff check async_dag tests bench main.py
-	$(PY) -m ruff format --check async_dag tests bench main.py
+	$(PY) -m ruff check async_dag tests bench main.py refresh_job.py data
+	$(PY) -m ruff format --check async_dag tests bench main.py refresh_job.py data
 	$(PY) -m mypy
 
 bench: $(STAMP)

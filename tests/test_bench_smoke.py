@@ -46,13 +46,14 @@ def test_memory_rows_report_both_sizes() -> None:
         "hand-written asyncio",
         "async_dag DAG",
         "async_dag function pipeline",
+        "control: async_dag DAG, RunResult kept",
     }
     for row in rows:
         small, large = row.extra["small"], row.extra["large"]
         assert large["items"] == 10 * small["items"]
         assert small["outputs"] == small["items"] and large["outputs"] == large["items"]
         assert small["peak_rss_mb"] > 1 and large["peak_rss_mb"] > 1
-        assert row.verdict in {"PASS", "FAIL"}
+        assert row.verdict in ({""} if row.impl.startswith("control") else {"PASS", "FAIL"})
 
 
 def test_compare_rejects_a_wrong_count() -> None:

@@ -1,11 +1,177 @@
-"""Batches across processes (placeholder: issue 4 fills this in)."""
+"""Run batches of inputs in worker processes (or on any Executor), one run per batch.
 
+Example::
+
+    async def score(ctx, row):
+        return heavy(row)
+
+    results = run_function_pipeline_in_subprocess(score, [rows[:1000], rows[1000:]])
+    results[1].stats.elapsed  # one RunResult per batch, in batch order
+
+From a notebook, keep the kernel responsive with ``await asyncio.to_thread(
+run_function_pipeline_in_subprocess, score, batches)``. The default pool uses the
+``spawn`` start method (never ``fork``): callables and batches are pickled in this
+process (by value, with cloudpickle) and each worker runs its batch with ``asyncio.run``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterable, Callable, Iterable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
+from ..core.definition import DagPipeline
+from ..core.handlers import HandlerKind, handler_kind
+from ..core.results import RunResult
+from .options import check_run_options
+from .pool import run_in_spawn_pool, run_on_executor
+from .shipping import ShippingError, describe_failure, dumps
+from .worker import FACTORY, FUNCTION, run_batch, run_shipped
 
-def run_function_pipeline_in_subprocess(*args: Any, **kwargs: Any) -> Any:
-    raise NotImplementedError
+__all__ = ["ShippingError", "run_function_pipeline_in_subprocess", "run_pipeline_in_subprocess"]
 
 
-def run_pipeline_in_subprocess(*args: Any, **kwargs: Any) -> Any:
-    raise NotImplementedError
+_ASYNC_KINDS = (HandlerKind.ASYNC, HandlerKind.ASYNC_GEN)
+
+
+def run_function_pipeline_in_subprocess(
+    pipeline: Callable[..., Any],
+    batches: Iterable[Any],
+    *,
+    processes: int | None = None,
+    executor: Executor | None = None,
+    **run_options: Any,
+) -> list[RunResult]:
+    """Run ``await run_function_pipeline(batch, pipeline, **run_options)`` per batch in workers.
+
+    Returns one ``RunResult`` per batch, in batch order. ``processes`` sizes the default
+    spawn pool (default: the CPU count, at most one per batch); ``executor`` (any
+    ``concurrent.futures.Executor``, e.g. ``distributed.Client(...).get_executor()``)
+    replaces it and is never shut down here. A failing batch re-raises its exception
+    with a note naming the batch; a worker that dies raises ``BrokenProcessPool`` (a
+    ``RuntimeError``) naming the batch it was running.
+    """
+    if not callable(pipeline) or handler_kind(pipeline) not in _ASYNC_KINDS:
+        raise TypeError(
+            f"pipeline must be an async function or async generator function (ctx, "
+            f"payload), got {pipeline!r}"
+        )
+    return _run_batches(FUNCTION, pipeline, batches, processes, executor, run_options)
+
+
+def run_pipeline_in_subprocess(
+    factory: Callable[[], DagPipeline] | DagPipeline,
+    batches: Iterable[Any],
+    *,
+    processes: int | None = None,
+    executor: Executor | None = None,
+    **run_options: Any,
+) -> list[RunResult]:
+    """Run ``await factory().run_stream(batch, **run_options)`` per batch in workers.
+
+    ``factory`` is called in each worker, so every batch runs on its own ``DagPipeline``
+    (a ``DagPipeline`` itself is accepted too: each worker gets a copy). Everything else
+    is as in :func:`run_function_pipeline_in_subprocess`.
+    """
+    if not isinstance(factory, DagPipeline) and not callable(factory):
+        raise TypeError(
+            f"factory must be a callable that returns a DagPipeline, got {type(factory).__name__}"
+        )
+    return _run_batches(FACTORY, factory, batches, processes, executor, run_options)
+
+
+def _run_batches(
+    kind: str,
+    target: Any,
+    batches: Iterable[Any],
+    processes: int | None,
+    executor: Executor | None,
+    options: dict[str, Any],
+) -> list[RunResult]:
+    items = _list_batches(batches)
+    workers = _pool_size(processes, executor, len(items))
+    check_run_options(kind, options)
+    if not items:
+        return []
+    if isinstance(executor, ThreadPoolExecutor):
+        # Same process: nothing to pickle, each thread runs its own event loop.
+        local = [(run_batch, (kind, target, batch, options)) for batch in items]
+        return run_on_executor(executor, local, shipped=False)
+    common = _ship_common(kind, target, options)
+    payloads = [_ship_batch(index, batch) for index, batch in enumerate(items)]
+    if executor is not None:
+        shipped = [(run_shipped, (i, common, payload)) for i, payload in enumerate(payloads)]
+        return run_on_executor(executor, shipped, shipped=True)
+    return run_in_spawn_pool(workers, common, payloads)
+
+
+def _list_batches(batches: Iterable[Any]) -> list[Any]:
+    if not isinstance(batches, Iterable):
+        raise TypeError(
+            f"batches must be an iterable of batches (each an iterable of inputs), "
+            f"got {type(batches).__name__}"
+        )
+    items = list(batches)
+    for index, batch in enumerate(items):
+        # Checked without iterating: a batch may be a recipe that opens a file when read.
+        if isinstance(batch, str | bytes) or not isinstance(batch, Iterable | AsyncIterable):
+            raise TypeError(
+                f"batch {index} is not an iterable of inputs (got {type(batch).__name__}): "
+                f"each batch is the input stream of one run, e.g. a list"
+            )
+    return items
+
+
+def _pool_size(processes: int | None, executor: Executor | None, batch_count: int) -> int:
+    if executor is not None:
+        if processes is not None:
+            raise TypeError(
+                "pass processes= or executor=, not both: processes= sizes the default "
+                "process pool, which executor= replaces"
+            )
+        if not isinstance(executor, Executor):
+            raise TypeError(
+                f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}"
+            )
+        return 0
+    if processes is None:
+        processes = os.cpu_count() or 1
+    elif not isinstance(processes, int) or isinstance(processes, bool):
+        raise TypeError(f"processes must be a positive int, got {processes!r}")
+    elif processes < 1:
+        raise ValueError(f"processes must be a positive int, got {processes!r}")
+    return max(1, min(processes, batch_count))
+
+
+def _ship_common(kind: str, target: Any, options: dict[str, Any]) -> bytes:
+    try:
+        return dumps((kind, target, options))
+    except Exception as exc:
+        what = "the pipeline function" if kind == FUNCTION else "the pipeline factory"
+        if _pickles(target):
+            what = "the pipeline's run options"
+            for name, value in options.items():
+                if not _pickles(value):
+                    what = f"the run option {name}={value!r}"
+                    break
+        raise ShippingError(describe_failure(what, exc)) from exc
+
+
+def _ship_batch(index: int, batch: Any) -> bytes:
+    try:
+        return dumps(batch)
+    except Exception as exc:
+        what = f"batch {index} ({type(batch).__name__})"
+        message = describe_failure(what, exc)
+        if not isinstance(batch, list | tuple):
+            message += "; pass each batch as a list"
+        raise ShippingError(message) from exc
+
+
+def _pickles(obj: object) -> bool:
+    try:
+        dumps(obj)
+    except Exception:
+        return False
+    return True

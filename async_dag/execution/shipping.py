@@ -12,19 +12,31 @@ import copyreg
 import io
 import pickle
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 
 INSTALL_HINT = "pip install 'async-dag[processes]'"
 
 
+class ShippingError(TypeError):
+    """Something could not be pickled on its way to or from a worker; says which."""
+
+
+def read_only(mapping: dict[Any, Any]) -> MappingProxyType[Any, Any]:
+    """A ``MappingProxyType`` over ``mapping``: how the standard pickle rebuilds one."""
+    return MappingProxyType(mapping)
+
+
 def _reduce_mappingproxy(proxy: MappingProxyType[Any, Any]) -> tuple[Any, ...]:
-    return MappingProxyType, (dict(proxy),)
+    return read_only, (dict(proxy),)
 
 
 class _Pickler(pickle.Pickler):
     """The standard pickler, taught to pickle ``MappingProxyType``."""
 
-    dispatch_table = {**copyreg.dispatch_table, MappingProxyType: _reduce_mappingproxy}
+    dispatch_table: ClassVar[dict[Any, Any]] = {  # type: ignore[misc]
+        **copyreg.dispatch_table,
+        MappingProxyType: _reduce_mappingproxy,
+    }
 
 
 def have_cloudpickle() -> bool:

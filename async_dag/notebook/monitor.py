@@ -16,13 +16,13 @@ run has. Node ids and the pipeline name are HTML-escaped.
 
 from __future__ import annotations
 
-import asyncio
 import html
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ..core.results import NodeStats, RunStats
 from ..observe.monitor import Monitor
+from ..observe.terminal import describe_end, node_done
 
 if TYPE_CHECKING:
     import ipywidgets
@@ -44,21 +44,8 @@ COLUMNS = (
 )
 
 _STATE_COLOURS = {"idle": "#757575", "running": "#1565c0", "done": "#2e7d32"}
-_CELL = "padding:1px 8px;text-align:right;font-variant-numeric:tabular-nums"
-
-
-def describe_end(error: BaseException | None) -> str:
-    """The final state shown for a run: ``done``, ``cancelled`` or ``failed: ExcType``."""
-    if error is None:
-        return "done"
-    if isinstance(error, asyncio.CancelledError | KeyboardInterrupt):
-        return "cancelled"
-    return f"failed: {type(error).__name__}"
-
-
-def node_done(node: NodeStats) -> int:
-    """Payloads the node has finished with (received − in flight, failures included)."""
-    return max(node.received - node.in_flight, 0)
+_LEFT = "padding:1px 8px;text-align:left"
+_CELL = "padding:1px 8px;text-align:right;font-variant-numeric:tabular-nums;min-width:4em"
 
 
 class PipelineMonitor(Monitor):
@@ -95,7 +82,7 @@ class PipelineMonitor(Monitor):
         if self.display_on_start:
             from IPython.display import display
 
-            display(self)
+            display(self)  # type: ignore[no-untyped-call]
 
     def update(self, stats: RunStats) -> None:
         """Show a new snapshot (one widget message at most)."""
@@ -187,12 +174,13 @@ class PipelineMonitor(Monitor):
             f'<span data-field="errors">{stats.errors:,}</span></div>'
         )
         head = "".join(
-            f'<th title="{html.escape(tip)}" style="{_CELL}">{title}</th>'
-            for _, title, tip in COLUMNS
+            f'<th title="{html.escape(tip)}" style="{_CELL if name != "node" else _LEFT}">'
+            f"{title}</th>"
+            for name, title, tip in COLUMNS
         )
         body = "".join(self._render_row(node) for node in stats.nodes.values())
         return (
-            f"{header}<table class=\"async-dag-monitor-nodes\" style=\"border-collapse:collapse\">"
+            f'{header}<table class="async-dag-monitor-nodes" style="border-collapse:collapse">'
             f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
         )
 
@@ -200,7 +188,7 @@ class PipelineMonitor(Monitor):
         row = self._row(node)
         depth, bound = row["queue"]
         cells = [
-            f'<td data-field="node" style="padding:1px 8px"><code>{html.escape(node.node)}</code></td>',
+            f'<td data-field="node" style="{_LEFT}"><code>{html.escape(node.node)}</code></td>',
             f'<td data-field="queue" style="{_CELL}">'
             f'<progress value="{min(depth, bound)}" max="{max(bound, 1)}" '
             f'style="width:5em;vertical-align:middle"></progress> {depth:,}/{bound:,}</td>',

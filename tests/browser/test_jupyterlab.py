@@ -8,6 +8,7 @@ while the run goes on, and the final counts. Screenshots go to ``test-artifacts/
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page, expect, sync_playwright
 
 pytestmark = pytest.mark.browser
 
@@ -46,6 +47,10 @@ CHROMIUM_ARGS = [
 INPUTS = 60
 REJECTED = len(range(0, INPUTS, 7))
 STORED = INPUTS - REJECTED
+
+# A code cell's prompt before it ran ("[ ]:") and after ("[3]:").
+NOT_RUN = re.compile(r"^\[\s*\]:?$")
+EXECUTED = re.compile(r"\[\d+\]:?")
 
 # JupyterLab settings for a quiet, fully rendered notebook: no news or update toasts
 # over the page, and no windowing, so every cell is in the DOM.
@@ -146,12 +151,42 @@ def lab_url(tmp_path: Path) -> Iterator[str]:
         stop_server(server)
 
 
-def monitor_numbers(page: Page) -> str:
-    """The text of the live monitor panel (empty until it is shown)."""
-    panel = page.locator(".jp-OutputArea-output .widget-box, .jp-OutputArea-output .widget-html")
-    if panel.count() == 0:
-        return ""
-    return " ".join(panel.first.inner_text().split())
+def monitor_field(page: Page, field: str, node: str | None = None) -> str:
+    """One number (or the state) the monitor panel shows now; empty until it is shown."""
+    scope = f".async-dag-monitor tr[data-node='{node}']" if node else ".async-dag-monitor"
+    cell = page.locator(f"{scope} [data-field='{field}']")
+    return cell.first.inner_text().strip() if cell.count() else ""
+
+
+def wait_for_kernel(url: str, notebook: str) -> None:
+    """Wait until the server runs an idle kernel for the notebook's session."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{url}/api/sessions", timeout=5) as response:
+            sessions = json.load(response)
+        for session in sessions:
+            kernel = session.get("kernel") or {}
+            if session.get("path") == notebook and kernel.get("execution_state") == "idle":
+                return
+        time.sleep(0.25)
+    pytest.fail(f"no idle kernel for {notebook} within 60 s: {sessions}")
+
+
+def run_all_cells(page: Page) -> None:
+    """Run all cells from the menu; again if the kernel was not ready to take them."""
+    first_prompt = page.locator(".jp-CodeCell .jp-InputPrompt").first
+    kernel_dialog = page.locator(".jp-Dialog .jp-mod-accept")
+    for _ in range(3):
+        page.locator(".lm-MenuBar-item", has_text="Run").first.click()
+        page.locator(".lm-Menu-item", has_text="Run All Cells").first.click()
+        if kernel_dialog.count():  # "Select Kernel": the session had no kernel yet
+            kernel_dialog.first.click()
+        try:
+            expect(first_prompt).not_to_have_text(NOT_RUN, timeout=10_000)
+            return
+        except AssertionError:
+            continue
+    pytest.fail("JupyterLab did not start running the cells")
 
 
 def test_monitor_notebook_in_jupyterlab(lab_url: str) -> None:
@@ -159,6 +194,7 @@ def test_monitor_notebook_in_jupyterlab(lab_url: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page: Page | None = None
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{lab_url}/lab/tree/{NOTEBOOK.name}")
@@ -166,28 +202,30 @@ def test_monitor_notebook_in_jupyterlab(lab_url: str) -> None:
             page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(
                 timeout=60_000
             )
+            wait_for_kernel(lab_url, NOTEBOOK.name)
             page.locator(".jp-Notebook .jp-Cell").first.click()
+            run_all_cells(page)
 
-            page.locator(".lm-MenuBar-item", has_text="Run").first.click()
-            page.locator(".lm-Menu-item", has_text="Run All Cells").first.click()
-
+            # Sample what the panel shows while the cells run: the run lasts about 2.5 s.
             samples: list[str] = []
-            busy = page.locator(".jp-Notebook-ExecutionIndicator[data-status='busy']")
-            busy.wait_for(timeout=30_000)
+            last_prompt = page.locator(".jp-CodeCell .jp-InputPrompt").last
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                text = monitor_numbers(page)
-                if text and (not samples or samples[-1] != text):
-                    samples.append(text)
-                    if len(samples) == 2:
-                        page.screenshot(path=ARTIFACTS / "jupyterlab-monitor-running.png")
-                if busy.count() == 0:
+                if monitor_field(page, "state") == "running":
+                    done = monitor_field(page, "done", node="fetch")
+                    if done and (not samples or samples[-1] != done):
+                        samples.append(done)
+                        if len(samples) == 2:
+                            page.screenshot(path=ARTIFACTS / "jupyterlab-monitor-running.png")
+                if EXECUTED.fullmatch(last_prompt.inner_text().strip()):
                     break
-                page.wait_for_timeout(150)
-            page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(
-                timeout=30_000
-            )
+                page.wait_for_timeout(100)
+            else:
+                pytest.fail("the notebook's cells did not all run within 60 s")
             page.screenshot(path=ARTIFACTS / "jupyterlab-monitor-final.png", full_page=True)
+
+            errors = page.locator(".jp-OutputArea-output[data-mime-type*='error']")
+            assert errors.count() == 0, errors.first.inner_text()
 
             # JupyterLab shows an SVG output as an <img> whose source is the SVG itself.
             graph = page.locator(".jp-OutputArea-output[data-mime-type='image/svg+xml'] img")
@@ -197,13 +235,19 @@ def test_monitor_notebook_in_jupyterlab(lab_url: str) -> None:
             assert svg.startswith("data:image/svg+xml") and "<svg" in svg, svg[:200]
             assert ">fetch<" in svg and ">store<" in svg, svg
 
+            # The numbers moved while the run went on, and stopped at the final counts.
             assert len(set(samples)) >= 2, f"the monitor never changed while running: {samples}"
-            final = monitor_numbers(page)
-            print("monitor samples:", *samples, sep="\n  ")
-            assert re.search(rf"\b{INPUTS}\b", final), final
-            errors = page.locator(".jp-OutputArea-output[data-mime-type*='error']")
-            assert errors.count() == 0, errors.first.inner_text()
+            assert all(int(a) <= int(b) for a, b in itertools.pairwise(samples))
+            assert monitor_field(page, "state") == "done"
+            assert monitor_field(page, "inputs") == str(INPUTS)
+            assert monitor_field(page, "outputs") == str(INPUTS)
+            assert monitor_field(page, "errors") == "0"
+            assert monitor_field(page, "done", node="fetch") == str(INPUTS)
+            assert monitor_field(page, "emitted", node="store") == str(STORED)
+            assert monitor_field(page, "emitted", node="reject") == str(REJECTED)
             last = page.locator(".jp-OutputArea-output").last.inner_text()
             assert f"stored={STORED} rejected={REJECTED}" in last, last
         finally:
+            if page is not None:
+                page.screenshot(path=ARTIFACTS / "jupyterlab-monitor-last.png", full_page=True)
             browser.close()
