@@ -177,6 +177,7 @@ class NodeRuntime:
             target = self.edges[0].target.queue
             target_id = self.edges[0].target.id
         records = run.records if run.collects(self) else None
+        hand_over = run.result_handler_of(self)
         node_id = self.id
         try:
             while True:
@@ -218,6 +219,14 @@ class NodeRuntime:
                         if records is not None:
                             run.outputs += 1
                             records.append(_new_ctx(Record, (ctx, value, node_id)))
+                        elif hand_over is not None:
+                            run.outputs += 1
+                            try:
+                                result = hand_over(ctx, value)
+                                if result is not None and asyncio.iscoroutine(result):
+                                    await result
+                            except Exception as exc:
+                                run.fail_result_handler(self, ctx, exc)
                         else:
                             await route(ctx, value)
                 else:

@@ -88,8 +88,7 @@ class Run:
                 if asyncio.iscoroutine(result):
                     await result
             except Exception as exc:
-                exc.add_note(f"raised by result_handler for an output of {node_id!r}")
-                self.fail(node, ctx, exc)
+                self.fail_result_handler(node, ctx, exc)
 
         async def to_iterator(ctx: PipelineContext, value: Any) -> None:
             self.outputs += 1
@@ -115,14 +114,26 @@ class Run:
             )
             self._abort(exc)
 
-    def collects(self, node: NodeRuntime) -> bool:
-        """Whether ``node`` is a sink whose outputs are simply kept as records."""
+    def collects(self, node: NodeRuntime, *, kept: bool = True) -> bool:
+        """Whether ``node`` is a sink whose outputs leave the run at once: kept as
+        records (``kept=True``, no result_handler) or handed to the result_handler."""
         return (
             node.id in self.pipeline.sinks
-            and self.options.result_handler is None
+            and (self.options.result_handler is None or not kept)
             and self._emit_async is None
             and not self.options.ordered
         )
+
+    def result_handler_of(self, node: NodeRuntime) -> Callable[..., Any] | None:
+        """The result_handler, if ``node`` is a sink whose outputs go straight to it."""
+        if not self.collects(node, kept=False) or self.options.result_handler is None:
+            return None
+        return self.options.result_handler
+
+    def fail_result_handler(self, node: NodeRuntime, ctx: PipelineContext, exc: Exception) -> None:
+        """The result_handler raised for an output of ``node``."""
+        exc.add_note(f"raised by result_handler for an output of {node.id!r}")
+        self.fail(node, ctx, exc)
 
     def abort(self, exc: BaseException) -> None:
         """Stop the run with ``exc`` (the first one wins)."""
