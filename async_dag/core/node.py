@@ -20,7 +20,6 @@ from .definition import DagTask, TaskTransition
 from .errors import LoopLimitExceeded
 from .handlers import HandlerKind
 from .queue import NodeQueue
-from .results import Record
 
 if TYPE_CHECKING:
     from .run import Run
@@ -176,7 +175,8 @@ class NodeRuntime:
         if route == self._route_single:
             target = self.edges[0].target.queue
             target_id = self.edges[0].target.id
-        records = run.records if run.collects(self) else None
+        collecting = run.collects(self)
+        values, contexts = run.values, run.contexts
         hand_over = run.result_handler_of(self)
         node_id = self.id
         try:
@@ -216,9 +216,10 @@ class NodeRuntime:
                                 await target.put(item)
                             self.in_flight -= 1
                             continue
-                        if records is not None:
+                        if collecting:
                             run.outputs += 1
-                            records.append(_new_ctx(Record, (ctx, value, node_id)))
+                            values.append(value)
+                            contexts.append(ctx)
                         elif hand_over is not None:
                             run.outputs += 1
                             try:

@@ -65,54 +65,68 @@ class RunResult(Sequence[Any]):
     """The sink outputs of a run, as a sequence, plus their records, errors and stats.
 
     ``list(result)`` is the outputs; ``result == [...]`` compares them with a list.
+    ``records`` pairs each output with its context and sink.
     """
 
     def __init__(
         self,
         run_id: str,
-        records: list[Record],
+        values: list[Any],
+        contexts: list[PipelineContext],
         errors: list[ItemError],
         stats: RunStats,
     ) -> None:
         self.run_id = run_id
-        self.records = records
+        # Outputs and contexts are kept side by side and paired into Records on first
+        # use: a run that collects millions of outputs allocates no Record for them.
+        self._values = values
+        self._contexts = contexts
+        self._records: list[Record] | None = None
         self.errors = errors
         self.stats = stats
+
+    @property
+    def records(self) -> list[Record]:
+        """The outputs with their contexts: ``.ctx``, ``.value``, ``.node`` (the sink)."""
+        if self._records is None:
+            self._records = [
+                Record(ctx, value, ctx[2][-1])
+                for ctx, value in zip(self._contexts, self._values, strict=True)
+            ]
+        return self._records
 
     @overload
     def __getitem__(self, index: int) -> Any: ...
     @overload
     def __getitem__(self, index: slice) -> list[Any]: ...
     def __getitem__(self, index: int | slice) -> Any:
-        if isinstance(index, slice):
-            return [r.value for r in self.records[index]]
-        return self.records[index].value
+        return self._values[index]
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self._values)
 
     def __iter__(self) -> Iterator[Any]:
-        return (r.value for r in self.records)
+        return iter(self._values)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, RunResult):
-            return list(self) == list(other)
+            return self._values == other._values
         if isinstance(other, list | tuple):
-            return list(self) == list(other)
+            return self._values == list(other)
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return (
-            f"<RunResult {len(self.records)} outputs, {len(self.errors)} errors, "
+            f"<RunResult {len(self._values)} outputs, {len(self.errors)} errors, "
             f"{self.stats.elapsed:.2f} s>"
         )
 
     @property
     def values(self) -> list[Any]:
-        """The outputs as a plain list."""
-        return [r.value for r in self.records]
+        """The outputs as a plain list (a copy)."""
+        return list(self._values)
 
     def to_pandas(self) -> pandas.DataFrame:
         """One row per record: ``run_id``, ``data_id``, ``node``, ``path`` (the ``ctx.path``

@@ -28,7 +28,7 @@ from .node import Edge, NodeRuntime, Out, make_executor
 from .options import RunOptions
 from .ordering import Reorder
 from .queue import NodeQueue
-from .results import NodeStats, Record, RunResult, RunStats
+from .results import NodeStats, RunResult, RunStats
 
 if TYPE_CHECKING:
     from ..observe.monitor import Monitor
@@ -50,7 +50,8 @@ class Run:
         self.pending = 0
         self.inputs = 0
         self.outputs = 0
-        self.records: list[Record] = []
+        self.values: list[Any] = []
+        self.contexts: list[PipelineContext] = []
         self.errors: list[ItemError] = []
         self.failure: BaseException | None = None
         self._feeding = True
@@ -73,13 +74,13 @@ class Run:
 
     def sink_output(self, node: NodeRuntime) -> Out:
         """The routing function of a sink: collect, hand over, or queue for an iterator."""
-        records = self.records
-        node_id = node.id
+        values, contexts = self.values, self.contexts
         handler = self.options.result_handler
 
         async def collect(ctx: PipelineContext, value: Any) -> None:
             self.outputs += 1
-            records.append(Record(ctx, value, node_id))
+            values.append(value)
+            contexts.append(ctx)
 
         async def hand_over(ctx: PipelineContext, value: Any) -> None:
             self.outputs += 1
@@ -374,7 +375,7 @@ class Run:
     async def collect(self) -> RunResult:
         """Run and return the result (records unless a result_handler took them)."""
         await self.execute()
-        return RunResult(self.run_id, self.records, self.errors, self.snapshot())
+        return RunResult(self.run_id, self.values, self.contexts, self.errors, self.snapshot())
 
     def iterate(self) -> RunIterator:
         """An async iterator of ``(ctx, value)`` over the sink outputs."""
