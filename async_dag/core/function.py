@@ -64,7 +64,16 @@ def _prepare(
         ordered=ordered if not isinstance(ordered, bool) else ordered and concurrency > 1,
     )
     name = callable_name(pipeline)
-    task = DagTask(name, pipeline, concurrency=concurrency, retries=retries, timeout=timeout)
+    # A queue of at least 16 lets the feeder and the workers hand over inputs in small
+    # batches instead of one loop turn per input; still a fixed bound on inputs pulled.
+    task = DagTask(
+        name,
+        pipeline,
+        concurrency=concurrency,
+        queue_size=max(2 * concurrency, 16),
+        retries=retries,
+        timeout=timeout,
+    )
     return Run(DagPipeline([task], name=name), options)
 
 

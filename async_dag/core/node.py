@@ -178,7 +178,6 @@ class NodeRuntime:
         collecting = run.collects(self)
         values, contexts = run.values, run.contexts
         hand_over = run.result_handler_of(self)
-        node_id = self.id
         try:
             while True:
                 if items:
@@ -236,14 +235,9 @@ class NodeRuntime:
                 run.pending -= 1
                 if not run.pending:
                     run.check_finished()
-        except asyncio.CancelledError:
-            self.in_flight = 0
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise
-            run.abort(RuntimeError(f"a handler of {node_id!r} raised CancelledError"))
         except BaseException as exc:
-            run.abort(exc)
+            if worker_exit(run, self, exc):
+                raise
 
     # -- calling the handler ---------------------------------------------------------
 
@@ -389,6 +383,19 @@ class NodeRuntime:
             return
         self.emitted += 1
         await out(ctx, value)
+
+
+def worker_exit(run: Run, node: NodeRuntime, exc: BaseException) -> bool:
+    """Decide how a worker ends: True to re-raise (the run cancelled it), else the
+    exception (a bug, KeyboardInterrupt, a stray CancelledError) stops the run."""
+    node.in_flight = 0
+    if isinstance(exc, asyncio.CancelledError):
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            return True
+        exc = RuntimeError(f"a handler of {node.id!r} raised CancelledError")
+    run.abort(exc)
+    return False
 
 
 class _AfterOutput(Exception):

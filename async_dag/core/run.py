@@ -122,8 +122,12 @@ class Run:
             node.id in self.pipeline.sinks
             and (self.options.result_handler is None or not kept)
             and self._emit_async is None
-            and not self.options.ordered
         )
+
+    def _collect_now(self, ctx: PipelineContext, value: Any) -> None:
+        self.outputs += 1
+        self.values.append(value)
+        self.contexts.append(ctx)
 
     def result_handler_of(self, node: NodeRuntime) -> Callable[..., Any] | None:
         """The result_handler, if ``node`` is a sink whose outputs go straight to it."""
@@ -176,24 +180,6 @@ class Run:
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
 
-    async def _work_ordered(self, node: NodeRuntime, reorder: Reorder) -> None:
-        queue = node.queue
-        try:
-            while True:
-                ctx, payload, seq = await queue.get()
-                node.received += 1
-                node.in_flight += 1
-                await node.process(ctx, payload, reorder.output_for(seq))
-                node.in_flight -= 1
-                reorder.finished(seq)
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise
-            self._abort(RuntimeError(f"a handler of {node.id!r} raised CancelledError"))
-        except BaseException as exc:
-            self._abort(exc)
-
     # -- input -------------------------------------------------------------------------
 
     async def _feed(self) -> None:
@@ -233,11 +219,18 @@ class Run:
         for node in self.sources:
             ctx = self._context(payload, node)
             self.pending += 1
+            queue = node.queue
             if reorder is not None:
-                await reorder.admit(self.inputs)
-                await node.queue.put((ctx, payload, self.inputs))
+                index = self.inputs
+                if index - reorder.head >= reorder.window:
+                    await reorder.admit(index)
+                item: tuple[Any, ...] = (ctx, payload, index)
             else:
-                await node.queue.put((ctx, payload))
+                item = (ctx, payload)
+            if len(queue.items) < queue.maxsize:
+                queue.force_put(item)
+            else:
+                await queue.put(item)
         self.inputs += 1
 
     async def _feed_plain(self, inputs: Iterator[Any]) -> None:
@@ -335,19 +328,14 @@ class Run:
         try:
             name = f"async_dag:{self.run_id}"
             if self.options.ordered:
-                self._reorder = Reorder(self, self.sources[0])
                 node = self.sources[0]
-                out = node.route
-                self._reorder.bind(out)
-                for i in range(node.concurrency):
-                    tasks.append(
-                        loop.create_task(
-                            self._work_ordered(node, self._reorder), name=f"{name}:{node.id}#{i}"
-                        )
-                    )
-                tasks.append(
-                    loop.create_task(self._reorder.emit_in_order(), name=f"{name}:reorder")
+                reorder = self._reorder = Reorder(
+                    self, node, self._collect_now if self.collects(node) else None, node.route
                 )
+                for i in range(node.concurrency):
+                    tasks.append(loop.create_task(reorder.work(), name=f"{name}:{node.id}#{i}"))
+                if reorder.needs_emitter:
+                    tasks.append(loop.create_task(reorder.emit_in_order(), name=f"{name}:reorder"))
             else:
                 for node in self.nodes.values():
                     for i in range(node.concurrency):
