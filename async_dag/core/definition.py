@@ -288,7 +288,7 @@ class DagPipeline:
         (``break``) or cancelling the consumer stops the run.
         """
         from .options import RunOptions
-        from .run import Run
+        from .stream import RunIterator
 
         options = RunOptions.check(
             inputs,
@@ -298,7 +298,7 @@ class DagPipeline:
             run_id=run_id,
             metadata=metadata,
         )
-        return Run(self, options).iterate()
+        return RunIterator(self, options)
 
     # -- display (the notebook layer, loaded on first use) -----------------------------
 

@@ -26,10 +26,11 @@ from .definition import DagPipeline, DagTask
 from .handlers import HandlerKind, callable_name, handler_kind
 from .options import RunOptions, check_function_options
 from .results import RunResult
-from .run import Run, RunIterator
+from .run import Run
+from .stream import RunIterator
 
 
-def _prepare(
+def _options(
     inputs: Any,
     pipeline: Callable[..., Any],
     *,
@@ -43,7 +44,7 @@ def _prepare(
     monitor: Any,
     run_id: str | None,
     metadata: Mapping[str, Any] | None,
-) -> Run:
+) -> tuple[DagPipeline, RunOptions]:
     if not callable(pipeline):
         raise TypeError(f"pipeline must be an async function, got {pipeline!r}")
     if handler_kind(pipeline) not in (HandlerKind.ASYNC, HandlerKind.ASYNC_GEN):
@@ -74,7 +75,7 @@ def _prepare(
         retries=retries,
         timeout=timeout,
     )
-    return Run(DagPipeline([task], name=name), options)
+    return DagPipeline([task], name=name), options
 
 
 async def run_function_pipeline(
@@ -100,7 +101,7 @@ async def run_function_pipeline(
     finish. Returns a :class:`RunResult`; with ``result_handler(ctx, value)`` each output
     is handed over as it comes and none is kept.
     """
-    run = _prepare(
+    dag, options = _options(
         inputs,
         pipeline,
         concurrency=concurrency,
@@ -114,7 +115,7 @@ async def run_function_pipeline(
         run_id=run_id,
         metadata=metadata,
     )
-    return await run.collect()
+    return await Run(dag, options).collect()
 
 
 def iter_function_pipeline(
@@ -136,7 +137,7 @@ def iter_function_pipeline(
     ``async for ctx, value in iter_function_pipeline(items, fn): ...``; leaving the loop
     early or cancelling the consumer stops the run and its tasks.
     """
-    run = _prepare(
+    dag, options = _options(
         inputs,
         pipeline,
         concurrency=concurrency,
@@ -150,4 +151,4 @@ def iter_function_pipeline(
         run_id=run_id,
         metadata=metadata,
     )
-    return RunIterator(run)
+    return RunIterator(dag, options)

@@ -175,9 +175,10 @@ class NodeRuntime:
         if route == self._route_single:
             target = self.edges[0].target.queue
             target_id = self.edges[0].target.id
-        collecting = run.collects(self)
+        is_sink = not self.edges
+        collecting = is_sink and run.collecting
+        hand_over = run.result_handler if is_sink else None
         values, contexts = run.values, run.contexts
-        hand_over = run.result_handler_of(self)
         try:
             while True:
                 if items:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +41,9 @@ _new_ctx = tuple.__new__
 class Run:
     """Executes one pipeline over one input stream; see the module docstring."""
 
-    def __init__(self, pipeline: DagPipeline, options: RunOptions) -> None:
+    def __init__(
+        self, pipeline: DagPipeline, options: RunOptions, stream: NodeQueue | None = None
+    ) -> None:
         self.pipeline = pipeline
         self.options = options
         self.run_id = options.run_id
@@ -59,7 +61,10 @@ class Run:
         self._executor: Executor | None = None
         self._started = 0.0
         self._ended: float | None = None
-        self._emit_async: Callable[[PipelineContext, Any], Coroutine[Any, Any, None]] | None = None
+        # where sink outputs go: a stream's queue, else the result_handler, else kept
+        self.stream = stream
+        self.result_handler = options.result_handler if stream is None else None
+        self.collecting = stream is None and self.result_handler is None
         self._reorder: Reorder | None = None
         self.nodes: dict[str, NodeRuntime] = {
             tid: NodeRuntime(task, self) for tid, task in pipeline.tasks.items()
@@ -72,32 +77,32 @@ class Run:
 
     # -- sink outputs ----------------------------------------------------------------
 
+    def collect_now(self, ctx: PipelineContext, value: Any) -> None:
+        """Keep a sink output for the RunResult."""
+        self.outputs += 1
+        self.values.append(value)
+        self.contexts.append(ctx)
+
     def sink_output(self, node: NodeRuntime) -> Out:
-        """The routing function of a sink: collect, hand over, or queue for an iterator."""
-        values, contexts = self.values, self.contexts
-        handler = self.options.result_handler
+        """The routing function of a sink: send to the stream, hand over, or keep."""
+        stream, handler = self.stream, self.result_handler
 
-        async def collect(ctx: PipelineContext, value: Any) -> None:
-            self.outputs += 1
-            values.append(value)
-            contexts.append(ctx)
+        async def deliver(ctx: PipelineContext, value: Any) -> None:
+            if stream is not None:
+                self.outputs += 1
+                await stream.put((ctx, value))
+            elif handler is not None:
+                self.outputs += 1
+                try:
+                    result = handler(ctx, value)
+                    if asyncio.iscoroutine(result):
+                        await result
+                except Exception as exc:
+                    self.fail_result_handler(node, ctx, exc)
+            else:
+                self.collect_now(ctx, value)
 
-        async def hand_over(ctx: PipelineContext, value: Any) -> None:
-            self.outputs += 1
-            try:
-                result = handler(ctx, value)  # type: ignore[misc]
-                if asyncio.iscoroutine(result):
-                    await result
-            except Exception as exc:
-                self.fail_result_handler(node, ctx, exc)
-
-        async def to_iterator(ctx: PipelineContext, value: Any) -> None:
-            self.outputs += 1
-            await self._emit_async(ctx, value)  # type: ignore[misc]
-
-        if self._emit_async is not None:
-            return to_iterator
-        return hand_over if handler is not None else collect
+        return deliver
 
     # -- failures ----------------------------------------------------------------------
 
@@ -113,27 +118,7 @@ class Run:
             exc.add_note(
                 f"async_dag: in node {node.id!r}, data_id {ctx.data_id!r}, run_id {self.run_id!r}"
             )
-            self._abort(exc)
-
-    def collects(self, node: NodeRuntime, *, kept: bool = True) -> bool:
-        """Whether ``node`` is a sink whose outputs leave the run at once: kept as
-        records (``kept=True``, no result_handler) or handed to the result_handler."""
-        return (
-            node.id in self.pipeline.sinks
-            and (self.options.result_handler is None or not kept)
-            and self._emit_async is None
-        )
-
-    def _collect_now(self, ctx: PipelineContext, value: Any) -> None:
-        self.outputs += 1
-        self.values.append(value)
-        self.contexts.append(ctx)
-
-    def result_handler_of(self, node: NodeRuntime) -> Callable[..., Any] | None:
-        """The result_handler, if ``node`` is a sink whose outputs go straight to it."""
-        if not self.collects(node, kept=False) or self.options.result_handler is None:
-            return None
-        return self.options.result_handler
+            self.abort(exc)
 
     def fail_result_handler(self, node: NodeRuntime, ctx: PipelineContext, exc: Exception) -> None:
         """The result_handler raised for an output of ``node``."""
@@ -142,14 +127,6 @@ class Run:
 
     def abort(self, exc: BaseException) -> None:
         """Stop the run with ``exc`` (the first one wins)."""
-        self._abort(exc)
-
-    def check_finished(self) -> None:
-        """End the run if the input is exhausted and nothing is left in flight."""
-        if not self.pending and not self._feeding:
-            self._finish()
-
-    def _abort(self, exc: BaseException) -> None:
         if self.failure is None:
             self.failure = exc
         if self._done is not None and not self._done.done():
@@ -171,8 +148,13 @@ class Run:
     # -- workers -----------------------------------------------------------------------
 
     def finish_one(self) -> None:
-        """A payload's work is done (used where a worker does not decide that itself)."""
+        """A payload's work is done; the run ends if it was the last."""
         self.pending -= 1
+        if not self.pending:
+            self.check_finished()
+
+    def check_finished(self) -> None:
+        """End the run if the input is exhausted and nothing is left in flight."""
         if not self.pending and not self._feeding:
             self._finish()
 
@@ -200,7 +182,7 @@ class Run:
             exc.add_note(
                 f"async_dag: raised while reading input #{self.inputs} of run {self.run_id!r}"
             )
-            self._abort(exc)
+            self.abort(exc)
             await _close_input(inputs)
             return
         self._feeding = False
@@ -330,7 +312,7 @@ class Run:
             if self.options.ordered:
                 node = self.sources[0]
                 reorder = self._reorder = Reorder(
-                    self, node, self._collect_now if self.collects(node) else None, node.route
+                    self, node, self.collect_now if self.collecting else None, node.route
                 )
                 for i in range(node.concurrency):
                     tasks.append(loop.create_task(reorder.work(), name=f"{name}:{node.id}#{i}"))
@@ -364,95 +346,6 @@ class Run:
         """Run and return the result (records unless a result_handler took them)."""
         await self.execute()
         return RunResult(self.run_id, self.values, self.contexts, self.errors, self.snapshot())
-
-    def iterate(self) -> RunIterator:
-        """An async iterator of ``(ctx, value)`` over the sink outputs."""
-        return RunIterator(self)
-
-
-class RunIterator(AsyncIterator[tuple[PipelineContext, Any]]):
-    """Drives a run in a background task and yields its sink outputs as they come.
-
-    The run starts on the first ``__anext__``. ``aclose()``, ``async with``, cancelling
-    the consumer, or dropping the iterator (``break``) stops it.
-    """
-
-    def __init__(self, run: Run, buffer: int = 64) -> None:
-        self._run = run
-        self._out = NodeQueue(buffer)
-        self._task: asyncio.Task[None] | None = None
-        self._exhausted = False
-
-        out = self._out  # the run must not refer back to the iterator (see __del__)
-
-        async def emit(ctx: PipelineContext, value: Any) -> None:
-            await out.put((ctx, value))
-
-        run._emit_async = emit
-        for tid in run.pipeline.sinks:
-            node = run.nodes[tid]
-            node.route = run.sink_output(node)
-
-    def __aiter__(self) -> RunIterator:
-        return self
-
-    async def __anext__(self) -> tuple[PipelineContext, Any]:
-        if self._exhausted:
-            raise StopAsyncIteration
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                _drive(self._run, self._out), name=f"async_dag:{self._run.run_id}:stream"
-            )
-        try:
-            first, second = await self._out.get()
-        except BaseException:
-            await self.aclose()
-            raise
-        if first is _END:
-            self._exhausted = True
-            await self._wait_task()
-            if second is not None:
-                raise second
-            raise StopAsyncIteration
-        return first, second
-
-    async def _wait_task(self) -> None:
-        if self._task is not None and not self._task.done():
-            await asyncio.wait([self._task])
-
-    async def aclose(self) -> None:
-        """Stop the run (if it is still going) and wait until its tasks are gone."""
-        self._exhausted = True
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            await asyncio.wait([self._task])
-
-    async def __aenter__(self) -> RunIterator:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    def __del__(self) -> None:
-        task = self._task
-        if task is not None and not task.done():
-            task.cancel()
-
-
-_END: Any = object()
-
-
-async def _drive(run: Run, out: NodeQueue) -> None:
-    """The iterator's background task; it holds no reference to the iterator itself,
-    so dropping the iterator (``break``) lets ``__del__`` cancel the run at once."""
-    try:
-        await run.execute()
-    except asyncio.CancelledError:
-        raise
-    except BaseException as exc:
-        out.force_put((_END, exc))
-        return
-    out.force_put((_END, None))
 
 
 async def _close_input(inputs: object) -> None:
