@@ -89,6 +89,7 @@ async def test_retries_count_attempts_and_succeed():
     result = await p.run_stream([7])
     assert list(result) == [7]
     assert attempts == [0, 1, 2]
+    assert result.records[0].ctx.attempt == 2  # the output carries the attempt that worked
     assert result.stats.nodes["f"].retried == 2
 
 
@@ -311,3 +312,18 @@ async def test_cancelling_closes_an_async_input_generator():
     with pytest.raises(asyncio.CancelledError):
         await task
     assert closed.is_set()
+
+
+async def test_threaded_sync_generator_step_timeout():
+    """A blocking sync generator step over its timeout fails the item cleanly."""
+    import time
+
+    def slow_gen(ctx, x):
+        yield x
+        time.sleep(0.5)
+        yield x + 1
+
+    p = PipelineBuilder().add_task("g", slow_gen, timeout=0.1).build()
+    result = await p.run_stream([1], on_error="collect")
+    assert list(result) == [1]
+    assert isinstance(result.errors[0].exception, TimeoutError)

@@ -9,6 +9,7 @@ them from the sampler, never from here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
@@ -256,7 +257,8 @@ class NodeRuntime:
     async def call_once(self, ctx: PipelineContext, payload: Any) -> Any:
         """Call a one-value handler with this task's retries and timeout.
 
-        Returns the value, or FAILED after recording the failure with the run.
+        Returns ``(ctx, value)`` with the context of the attempt that succeeded, or
+        FAILED after recording the failure with the run.
         """
         attempt = 0
         is_awaitable = self.kind is HandlerKind.ASYNC or not self.inline
@@ -264,10 +266,10 @@ class NodeRuntime:
             try:
                 if self.timeout is None:
                     result = self._call(ctx, payload)
-                    return (await result) if is_awaitable else result
+                    return ctx, (await result) if is_awaitable else result
                 async with asyncio.timeout(self.timeout):
                     result = self._call(ctx, payload)
-                    return (await result) if is_awaitable else result
+                    return ctx, (await result) if is_awaitable else result
             except Exception as exc:
                 if attempt >= self.retries:
                     self.run.fail(self, ctx, exc)
@@ -334,12 +336,7 @@ class NodeRuntime:
 
     async def _drive_sync_gen(self, ctx: PipelineContext, payload: Any, out: Out) -> int:
         end = object()
-        if self.inline:
-            gen = self.handler(ctx, payload)
-        else:
-            gen = await asyncio.get_running_loop().run_in_executor(
-                self.run.executor(), self.handler, ctx, payload
-            )
+        gen = self.handler(ctx, payload)  # creating a generator runs none of its code
         produced = 0
         try:
             while True:
@@ -365,25 +362,18 @@ class NodeRuntime:
                 self.emitted += 1
                 await out(ctx, value)
         finally:
-            gen.close()
+            with contextlib.suppress(ValueError):  # a timed-out next() still runs
+                gen.close()
 
     async def process(self, ctx: PipelineContext, payload: Any, out: Out) -> None:
         """Handle one payload completely: call, retry, and send the outputs to ``out``."""
-        if self.kind is HandlerKind.ASYNC and self.retries == 0 and self.timeout is None:
-            try:
-                value = await self.handler(ctx, payload)
-            except Exception as exc:
-                self.run.fail(self, ctx, exc)
-                return
-        elif self.kind is HandlerKind.ASYNC or self.kind is HandlerKind.SYNC:
-            value = await self.call_once(ctx, payload)
-            if value is FAILED:
-                return
-        else:
+        if self.kind is HandlerKind.ASYNC_GEN or self.kind is HandlerKind.SYNC_GEN:
             await self.call_generator(ctx, payload, out)
             return
-        self.emitted += 1
-        await out(ctx, value)
+        result = await self.call_once(ctx, payload)
+        if result is not FAILED:
+            self.emitted += 1
+            await out(*result)
 
 
 def worker_exit(run: Run, node: NodeRuntime, exc: BaseException) -> bool:
