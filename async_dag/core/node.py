@@ -159,9 +159,9 @@ class NodeRuntime:
     async def work(self) -> None:
         """One worker: take payloads from the queue until cancelled.
 
-        The common case (an ``async def`` with no retries or timeout, whose output goes
-        to one unconditional edge or is collected by a sink) is inlined here: one
-        coroutine per payload, the handler's own. Anything else goes through
+        The common case (an ``async def`` or inline ``def`` with no retries or timeout,
+        whose output goes to one unconditional edge or straight out of a sink) is
+        inlined here: at most one coroutine per payload, the handler's own. Anything else goes through
         ``process``. A bug or an unexpected BaseException stops the run with it.
         """
         run = self.run
@@ -170,7 +170,13 @@ class NodeRuntime:
         handler = self.handler
         process = self.process
         route = self.route
-        fast = self.kind is HandlerKind.ASYNC and not self.retries and self.timeout is None
+        # the inlined case: one value per call, no retries or timeout, async or inline sync
+        awaits = self.kind is HandlerKind.ASYNC
+        fast = (
+            (awaits or (self.kind is HandlerKind.SYNC and self.inline))
+            and not self.retries
+            and self.timeout is None
+        )
         target: NodeQueue | None = None
         target_id = ""
         if route == self._route_single:
@@ -192,7 +198,9 @@ class NodeRuntime:
                 self.in_flight += 1
                 if fast:
                     try:
-                        value = await handler(ctx, payload)
+                        value = handler(ctx, payload)
+                        if awaits:
+                            value = await value
                     except Exception as exc:
                         run.fail(self, ctx, exc)
                     else:
