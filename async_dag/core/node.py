@@ -161,8 +161,8 @@ class NodeRuntime:
 
         The common case (an ``async def`` or inline ``def`` with no retries or timeout,
         whose output goes to one unconditional edge or straight out of a sink) is
-        inlined here: at most one coroutine per payload, the handler's own. Anything else goes through
-        ``process``. A bug or an unexpected BaseException stops the run with it.
+        inlined here: at most one coroutine per payload, the handler's own. Anything
+        else goes through ``process``. A bug or an unexpected BaseException stops the run with it.
         """
         run = self.run
         queue = self.queue
