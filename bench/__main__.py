@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from . import WORKLOADS, machine_info
@@ -47,11 +48,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     all_rows: list[Row] = []
     loads: dict[str, list[float]] = {}
+    broken: dict[str, str] = {}
     started = time.perf_counter()
     for name in names:
         t0 = time.perf_counter()
         load_before = os.getloadavg()[0]
-        rows = WORKLOADS[name](scale, rounds)
+        try:
+            rows = WORKLOADS[name](scale, rounds)
+        except Exception:  # report it and go on with the other workloads
+            broken[name] = traceback.format_exc()
+            print(f"\n== {name} FAILED\n{broken[name]}", file=sys.stderr, flush=True)
+            continue
         loads[name] = [load_before, os.getloadavg()[0]]
         all_rows.extend(rows)
         print(
@@ -75,10 +82,14 @@ def main(argv: list[str] | None = None) -> int:
         "scale": scale,
         "rounds": rounds,
         "load_average": loads,
+        "failed_workloads": broken,
         "rows": [r.as_dict() for r in all_rows],
     }
     args.json.write_text(json.dumps(payload, indent=2))
     print(f"results written to {args.json}")
+    if broken:
+        print(f"workloads that failed to run: {', '.join(broken)}", file=sys.stderr)
+        return 1
     return 0
 
 

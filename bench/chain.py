@@ -69,7 +69,7 @@ def workload_chain(scale: float, rounds: int) -> list[Row]:
         Impl("sequential awaits, no queues", sequential, note="floor, no pipeline"),
         Impl("async_dag DAG, queue_size=100", dag100, target=CHAIN_TARGET),
         Impl("async_dag DAG, default queues", dag, target=CHAIN_TARGET),
-        Impl("async_dag DAG, inline sync handlers", inline, note="fusion candidate"),
+        Impl("async_dag DAG, inline sync handlers", inline, note="def handlers, inline=True"),
         Impl("async_dag DAG, RunResult kept", collected, note="no result_handler"),
         Impl("async_dag function pipeline", function, target=CHAIN_TARGET),
         *peer_impls(steps.inc, 1, 3, max(100, items // 10)),

@@ -15,8 +15,8 @@ import fcntl
 import io
 import os
 import struct
+import subprocess
 import termios
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,31 +37,25 @@ class TtyStringIO(io.StringIO):
 
 @contextlib.contextmanager
 def stdout_on_pty(columns: int = 120, lines: int = 40) -> Iterator[io.TextIOWrapper]:
-    """Point ``sys.stdout`` at a pseudo-terminal whose output a thread drains."""
+    """Point ``sys.stdout`` at a pseudo-terminal that another process reads, as a
+    terminal emulator would (a reader thread here would compete for the GIL)."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
-    drained = [0]
-
-    def drain() -> None:
-        while True:
-            try:
-                data = os.read(master, 65536)
-            except OSError:
-                return
-            if not data:
-                return
-            drained[0] += len(data)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
+    reader = subprocess.Popen(
+        ["cat"], stdin=master, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    os.close(master)
     stream = open(slave, "w", buffering=1, encoding="utf-8", closefd=True)  # noqa: SIM115
     try:
         with contextlib.redirect_stdout(stream):
             yield stream
     finally:
-        stream.close()
-        reader.join(timeout=5)
-        os.close(master)
+        stream.close()  # the reader sees end of file (or EIO) and exits
+        try:
+            reader.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            reader.kill()
+            reader.wait()
 
 
 def _terminal_monitor(stream: Any) -> Any:

@@ -118,3 +118,23 @@ def test_cli_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     impls = {row["impl"] for row in data["rows"]}
     assert {"hand-written asyncio", "async_dag DAG, default queues"} <= impls
     assert all(row["outputs"] == row["expected"] for row in data["rows"])
+
+
+def test_cli_reports_a_broken_workload_and_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A workload that raises is reported, the others still run, and the exit code is 1."""
+
+    def broken(scale: float, rounds: int) -> list[object]:
+        raise RuntimeError("workload exploded")
+
+    monkeypatch.setitem(WORKLOADS, "broken", broken)
+    out = tmp_path / "latest.json"
+    argv = ["--only", "broken", "--only", "ordered", "--scale", str(TINY), "--rounds", "1"]
+    code = bench_main([*argv, "--json", str(out)])
+    assert code == 1
+    captured = capsys.readouterr()
+    assert "workload exploded" in captured.err
+    data = json.loads(out.read_text())
+    assert "broken" in data["failed_workloads"]
+    assert {row["workload"] for row in data["rows"]} == {"6 ordered"}
