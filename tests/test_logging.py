@@ -67,18 +67,24 @@ async def test_engine_logs_branches_and_loop_backs_at_debug(logger):
     async def ident(ctx, x):
         return x
 
+    def again(ctx, x):
+        return x == 0
+
+    def done(ctx, x):
+        return x == 1
+
     p = (
         PipelineBuilder()
         .add_task("a", ident)
         .add_task("b", ident)
         .add_task("out", ident)
         .add_edge("a", "b")
-        .add_edge("b", "a", when=lambda c, x: x == 0, max_loops=1)
-        .add_edge("b", "out", when=lambda c, x: x == 1)
+        .add_edge("b", "a", when=again, max_loops=1)
+        .add_edge("b", "out", when=done)
         .build()
     )
     await p.run_stream([0, 1, 2], run_id="dbg", on_error="collect")
     text = buf.getvalue()
-    assert "[run=dbg data=0 path=a>b>a] loop back along b -> a" in text
-    assert "[run=dbg data=1 path=a>b>out] routed along b -> out" in text
+    assert "[run=dbg data=0 path=a>b>a] loop back along b -> a (when=again" in text
+    assert "[run=dbg data=1 path=a>b>out] routed along b -> out (when=done)" in text
     assert "[run=dbg data=2 path=a>b] unrouted output of b" in text

@@ -17,7 +17,7 @@ from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 from .context import PipelineContext
-from .definition import DagTask, TaskTransition
+from .definition import DagTask, TaskTransition, describe_predicate
 from .errors import LoopLimitExceeded
 from .handlers import HandlerKind
 from .queue import NodeQueue
@@ -35,7 +35,7 @@ Out = Callable[[PipelineContext, Any], Awaitable[None]]
 class Edge:
     """An edge resolved for one run: the target node, its predicate and loop bound."""
 
-    __slots__ = ("label", "max_loops", "source", "target", "when")
+    __slots__ = ("label", "max_loops", "source", "target", "when", "when_name")
 
     def __init__(self, spec: TaskTransition, target: NodeRuntime) -> None:
         self.source = spec.source
@@ -43,6 +43,7 @@ class Edge:
         self.when = spec.when
         self.max_loops = spec.max_loops
         self.label = spec.label
+        self.when_name = describe_predicate(spec) or ""
 
     def times_taken(self, path: tuple[str, ...]) -> int:
         """How often a lineage with this path already took this edge."""
@@ -142,12 +143,19 @@ class NodeRuntime:
             if edge.max_loops is not None:
                 if run.debug:
                     run.log_debug(
-                        new, "loop back along %s (max_loops=%d)", edge.label, edge.max_loops
+                        new,
+                        "loop back along %s (when=%s, max_loops=%d)",
+                        edge.label,
+                        edge.when_name,
+                        edge.max_loops,
                     )
                 target.queue.force_put((new, value))
                 continue
             if run.debug and (edge.when is not None or len(chosen) > 1):
-                run.log_debug(new, "routed along %s", edge.label)
+                if edge.when is None:
+                    run.log_debug(new, "routed along %s", edge.label)
+                else:
+                    run.log_debug(new, "routed along %s (when=%s)", edge.label, edge.when_name)
             queue = target.queue
             if len(queue.items) < queue.maxsize:
                 queue.force_put((new, value))
