@@ -216,7 +216,7 @@ class Run:
         self.inputs += 1
 
     async def _feed_plain(self, inputs: Iterator[Any]) -> None:
-        """The feeder's hot path: a sync iterator, no reordering (see NodeQueue)."""
+        """The feeder's hot path: a sync iterator, no reordering, awaiting only when full."""
         key = self.options.key
         head = (self.run_id,)
         tail = (0, self.options.metadata)
@@ -226,13 +226,8 @@ class Run:
             for queue, path in sources:
                 item = (_new_ctx(PipelineContext, (*head, data_id, path, *tail)), payload)
                 self.pending += 1
-                items = queue.items
-                if len(items) < queue.maxsize:
-                    items.append(item)
-                    if len(items) > queue.max_depth:
-                        queue.max_depth = len(items)
-                    if queue.getters:
-                        queue.wake_getter()
+                if len(queue.items) < queue.maxsize:
+                    queue.force_put(item)
                 else:
                     await queue.put(item)
             self.inputs += 1
