@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
@@ -24,8 +23,6 @@ from .queue import NodeQueue
 
 if TYPE_CHECKING:
     from .run import Run
-
-log = logging.getLogger("async_dag")
 
 _new_ctx = tuple.__new__
 FAILED: Any = object()  # returned by a call that failed for good (already recorded)
