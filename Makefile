@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@PYTHON=$(PYTHON) bash .ci/system-deps.sh venv
+	@$(PY) -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
@@ -17,13 +18,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) main.py
 
-test: $(STAMP) system-deps
+test: system-deps $(STAMP)
 	$(PY) -m pytest -m "not browser"
 	$(PY) -m pytest --nbval --nbval-current-env --nbval-cell-timeout=120 --nbval-sanitize-with notebooks/sanitize.cfg notebooks
 	$(PY) -m pytest -m browser tests/browser
 
 unit: $(STAMP)
-	$(PY) -m pytest -m "not browser" --ignore=notebooks
+	$(PY) -m pytest -m "not browser"
 
 lint: $(STAMP)
 	$(PY) -m ruff check async_dag tests bench main.py refresh_job.py data
@@ -34,7 +35,7 @@ bench: $(STAMP)
 	$(PY) -m bench
 
 system-deps:
-	@bash .ci/system-deps.sh
+	@PYTHON=$(PYTHON) bash .ci/system-deps.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

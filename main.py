@@ -133,7 +133,10 @@ def make_parser() -> Parser:
     )  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no live progress display")
     parser.add_argument(
-        "-v", "--verbose", action="store_true", help="debug logs with each row's context"
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="debug logs with each row's context (instead of the progress display)",
     )
     return parser
 
@@ -225,7 +228,8 @@ def run(args: argparse.Namespace, config: JobConfig) -> Tally:
     if args.processes:
         return run_processes(config, args)
     source = LineBatch(str(args.input), limit=args.limit)
-    monitor = not args.no_progress
+    # the progress display redraws in place: with debug logs flowing it would scramble them
+    monitor = not args.no_progress and not args.verbose
     if args.plain:
         return asyncio.run(run_plain(config, source, monitor))
     return asyncio.run(run_dag(config, source, monitor))

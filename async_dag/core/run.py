@@ -279,7 +279,16 @@ class Run:
     def _signature(self) -> tuple[int, ...]:
         sig = [self.inputs, self.outputs]
         for n in self.nodes.values():
-            sig += (n.received, n.emitted, n.failed, n.in_flight, len(n.queue), n.unrouted)
+            sig += (
+                n.received,
+                n.emitted,
+                n.failed,
+                n.retried,
+                n.unrouted,
+                n.filtered,
+                n.in_flight,
+                len(n.queue),
+            )
         return tuple(sig)
 
     async def _sample(self, monitor: Monitor) -> None:
@@ -289,7 +298,7 @@ class Run:
             sig = self._signature()
             if sig != last:
                 last = sig
-                monitor.update(self.snapshot())
+                _notify(monitor.update, self.snapshot())
 
     async def execute(self) -> None:
         """Run to the end; raise the first failure under ``on_error="raise"``."""
@@ -301,7 +310,7 @@ class Run:
         tasks: list[asyncio.Task[None]] = []
         error: BaseException | None = None
         if monitor is not None:
-            monitor.start(self.snapshot())
+            _notify(monitor.start, self.snapshot())
         try:
             name = f"async_dag:{self.run_id}"
             if self.options.ordered:
@@ -333,7 +342,7 @@ class Run:
                 self._executor.shutdown(wait=False, cancel_futures=True)
             self._ended = time.perf_counter()
             if monitor is not None:
-                monitor.finish(self.snapshot(), error or self.failure)
+                _notify(monitor.finish, self.snapshot(), error or self.failure)
         if self.failure is not None:
             raise self.failure
 
@@ -341,6 +350,14 @@ class Run:
         """Run and return the result (records unless a result_handler took them)."""
         await self.execute()
         return RunResult(self.run_id, self.values, self.contexts, self.errors, self.snapshot())
+
+
+def _notify(hook: Any, *args: Any) -> None:
+    """Call a monitor hook; a broken display is logged, never the run's problem."""
+    try:
+        hook(*args)
+    except Exception:
+        log.warning("monitor %s failed; the run goes on", hook.__qualname__, exc_info=True)
 
 
 async def _close_input(inputs: object) -> None:

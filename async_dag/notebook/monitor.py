@@ -118,7 +118,7 @@ class PipelineMonitor(Monitor):
         self._sample(stats)
         value = self._render()
         if value != self._html.value:  # an equal value would send nothing anyway
-            with self._root.hold_sync():
+            with self._html.hold_sync():  # one message, however the panel grows
                 self._html.value = value
 
     def _sample(self, stats: RunStats) -> None:

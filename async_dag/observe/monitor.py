@@ -51,9 +51,15 @@ def resolve_monitor(spec: Any) -> Monitor | None:
         return None
     if spec is True:
         if in_kernel():
-            from ..notebook.monitor import PipelineMonitor
+            try:
+                from ..notebook.monitor import PipelineMonitor
 
-            return PipelineMonitor(display_on_start=True)
+                return PipelineMonitor(display_on_start=True)
+            except ModuleNotFoundError as exc:
+                raise ImportError(
+                    f"monitor=True in Jupyter shows an ipywidgets panel, but {exc.name!r} "
+                    "is not installed: pip install 'async-dag[notebook]'"
+                ) from exc
         from .terminal import TerminalMonitor
 
         return TerminalMonitor()
