@@ -1,13 +1,8 @@
 #!/usr/bin/env bash
-# Run the engine's unit tests on every CPython >= 3.11 under pyenv other than python3.
+# Run the test suite (all but the notebooks and the browser, which need one interpreter's
+# kernel and server) on every CPython >= 3.11 under pyenv other than python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-UNIT_TESTS=(
-  tests/test_definition.py tests/test_dag_run.py tests/test_errors.py
-  tests/test_function_pipeline.py tests/test_properties.py tests/test_logging.py
-  tests/test_exports.py tests/test_readme.py
-)
 default=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 root=$(pyenv root 2>/dev/null || true)
 if [ -z "$root" ] || [ ! -d "$root/versions" ]; then
@@ -23,7 +18,6 @@ for dir in "$root"/versions/3.*; do
   venv=".ci-venvs/$ver"
   echo "-- Python $ver ($py)"
   [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.' \
-    pytest pytest-asyncio pytest-timeout hypothesis
-  "$venv/bin/python" -m pytest -q -p no:cacheprovider "${UNIT_TESTS[@]}"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev]'
+  "$venv/bin/python" -m pytest -q -p no:cacheprovider -m "not browser" tests
 done

@@ -17,18 +17,15 @@ run has. Node ids and the pipeline name are HTML-escaped.
 from __future__ import annotations
 
 import html
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ..core.results import NodeStats, RunStats
 from ..observe.monitor import Monitor
-from ..observe.terminal import describe_end, node_done
+from ..observe.rates import RateMeter, node_done
+from ..observe.terminal import describe_end
 
 if TYPE_CHECKING:
     import ipywidgets
-
-#: seconds of history the per-node rate is computed over while a run goes on
-RATE_WINDOW = 1.0
 
 #: (field, column title, tooltip) of the node table, in display order
 COLUMNS = (
@@ -67,7 +64,7 @@ class PipelineMonitor(Monitor):
         self.display_on_start = display_on_start
         self.stats: RunStats | None = None
         self.state = "idle"
-        self._history: dict[str, deque[tuple[float, int]]] = {}
+        self._rates = RateMeter()
         self._html: ipywidgets.HTML = ipywidgets.HTML(value=self._render())
         self._root: ipywidgets.VBox = ipywidgets.VBox([self._html])
         self._root.add_class("async-dag-monitor")
@@ -77,7 +74,7 @@ class PipelineMonitor(Monitor):
     def start(self, stats: RunStats) -> None:
         """Reset the panel for a new run and show it (with ``display_on_start``)."""
         self.state = "running"
-        self._history = {}
+        self._rates.reset()
         self._refresh(stats)
         if self.display_on_start:
             from IPython.display import display
@@ -115,32 +112,17 @@ class PipelineMonitor(Monitor):
 
     def _refresh(self, stats: RunStats) -> None:
         self.stats = stats
-        self._sample(stats)
+        self._rates.sample(stats)
         value = self._render()
         if value != self._html.value:  # an equal value would send nothing anyway
             with self._html.hold_sync():  # one message, however the panel grows
                 self._html.value = value
 
-    def _sample(self, stats: RunStats) -> None:
-        for node_id, node in stats.nodes.items():
-            history = self._history.setdefault(node_id, deque())
-            if history and history[-1][0] == stats.elapsed:
-                continue
-            history.append((stats.elapsed, node_done(node)))
-            while len(history) > 2 and history[1][0] <= stats.elapsed - RATE_WINDOW:
-                history.popleft()
-
-    def _rate(self, node_id: str, node: NodeStats) -> float:
+    def _rate(self, node_id: str) -> float:
         stats = self.stats
         if stats is None:
             return 0.0
-        if self.state != "running":  # the run is over: its average
-            return node_done(node) / stats.elapsed if stats.elapsed > 0 else 0.0
-        history = self._history.get(node_id)
-        if not history or len(history) < 2:
-            return 0.0
-        (t0, d0), (t1, d1) = history[0], history[-1]
-        return (d1 - d0) / (t1 - t0) if t1 > t0 else 0.0
+        return self._rates.rate(stats, node_id, running=self.state == "running")
 
     def _row(self, node: NodeStats) -> dict[str, Any]:
         return {
@@ -152,7 +134,7 @@ class PipelineMonitor(Monitor):
             "failed": node.failed,
             "retried": node.retried,
             "unrouted": node.unrouted,
-            "rate": self._rate(node.node, node),
+            "rate": self._rate(node.node),
         }
 
     def _render(self) -> str:

@@ -15,8 +15,9 @@ import sys
 import time
 from typing import TextIO
 
-from ..core.results import NodeStats, RunStats
+from ..core.results import RunStats
 from .monitor import Monitor
+from .rates import RateMeter, node_done
 
 _CLEAR_LINE = "\x1b[2K"
 _CLEAR_BELOW = "\x1b[J"
@@ -29,11 +30,6 @@ def describe_end(error: BaseException | None) -> str:
     if isinstance(error, asyncio.CancelledError | KeyboardInterrupt):
         return "cancelled"
     return f"failed: {type(error).__name__}"
-
-
-def node_done(node: NodeStats) -> int:
-    """Payloads the node has finished with (received − in flight, failures included)."""
-    return max(node.received - node.in_flight, 0)
 
 
 def printable(text: str) -> str:
@@ -56,7 +52,7 @@ class TerminalMonitor(Monitor):
     ``stream=None`` means ``sys.stdout`` as it is when the run starts. The block shows
     the pipeline name, run id, state, elapsed seconds and totals, then per node the
     queue depth against its bound, payloads in flight, done, outputs, failures,
-    unrouted outputs and the rate since the previous redraw (the run's average at the
+    unrouted outputs and the rate over the last second (the run's average at the
     end). ``lines`` holds the last block drawn (also kept when nothing is written).
     """
 
@@ -71,16 +67,14 @@ class TerminalMonitor(Monitor):
         self._out: TextIO | None = None
         self._drawn = 0
         self._last_draw = float("-inf")
-        self._previous: dict[str, tuple[float, int]] = {}
-        self._rates: dict[str, float] = {}
+        self._rates = RateMeter()
 
     def start(self, stats: RunStats) -> None:
         """Pick the stream (only if it is a terminal) and draw the first block."""
         stream = self.stream if self.stream is not None else sys.stdout
         self._out = stream if is_terminal(stream) else None
         self._drawn = 0
-        self._previous = {}
-        self._rates = {}
+        self._rates.reset()
         self.state = "running"
         self._show(stats, force=True)
 
@@ -96,25 +90,14 @@ class TerminalMonitor(Monitor):
 
     def _show(self, stats: RunStats, *, force: bool) -> None:
         self.stats = stats
+        self._rates.sample(stats)
         now = time.monotonic()
         if not force and now - self._last_draw < self.min_redraw:
             return
         self._last_draw = now
-        self._measure(stats)
         self.lines = self.render(stats)
         if self._out is not None:
             self._write(self.lines)
-
-    def _measure(self, stats: RunStats) -> None:
-        for node_id, node in stats.nodes.items():
-            done = node_done(node)
-            if self.state != "running":
-                self._rates[node_id] = done / stats.elapsed if stats.elapsed > 0 else 0.0
-                continue
-            before = self._previous.get(node_id)
-            if before is not None and stats.elapsed > before[0]:
-                self._rates[node_id] = (done - before[1]) / (stats.elapsed - before[0])
-            self._previous[node_id] = (stats.elapsed, done)
 
     def render(self, stats: RunStats) -> list[str]:
         """The block of lines for a snapshot (without cursor moves)."""
@@ -125,15 +108,17 @@ class TerminalMonitor(Monitor):
         ]
         names = {node_id: printable(node_id) for node_id in stats.nodes}
         width = min(max((len(n) for n in names.values()), default=4), 24)
+        running = self.state == "running"
         for node_id, node in stats.nodes.items():
             name = names[node_id]
+            rate = self._rates.rate(stats, node_id, running=running)
             if len(name) > width:
                 name = name[: width - 1] + "…"
             lines.append(
                 f"  {name:<{width}}  queue {node.queue_depth:>4}/{node.queue_size:<4} "
                 f"in flight {node.in_flight:>4}  done {node_done(node):>8,}  "
                 f"out {node.emitted:>8,}  failed {node.failed:>5,}  "
-                f"unrouted {node.unrouted:>5,}  {self._rates.get(node_id, 0.0):>8,.0f}/s"
+                f"unrouted {node.unrouted:>5,}  {rate:>8,.0f}/s"
             )
         return lines
 
