@@ -35,7 +35,7 @@ NODE_ATTRS = {
 EDGE_ATTRS = {"fontname": "Helvetica", "fontsize": "10", "color": "#616161"}
 
 # How a node looks by its role: (shape, style, fill, border, peripheries).
-_ROLE_ATTRS: dict[str, dict[str, str]] = {
+ROLE_ATTRS: dict[str, dict[str, str]] = {
     "source": {"shape": "invhouse", "style": "filled", "fillcolor": "#dcedc8", "color": "#33691e"},
     "sink": {
         "shape": "house",
@@ -131,7 +131,7 @@ def dot_body(pipeline: DagPipeline) -> list[str]:
     for task_id, task in pipeline.tasks.items():
         role = node_role(pipeline, task_id)
         attrs = {"label": f"{task_id}\n{node_caption(task)}", "tooltip": _ROLE_TOOLTIP[role]}
-        attrs.update(_ROLE_ATTRS.get(role, {}))
+        attrs.update(ROLE_ATTRS.get(role, {}))
         lines.append(f"\t{names[task_id]} [{_attrs(attrs)}]\n")
     for edge in pipeline.transitions:
         attrs = {}

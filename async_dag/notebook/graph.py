@@ -13,7 +13,7 @@ import json
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
-from ..core.dot import dot_body, edge_caption, node_caption, node_role
+from ..core.dot import ROLE_ATTRS, dot_body, edge_caption, node_caption, node_role
 
 if TYPE_CHECKING:
     import graphviz
@@ -92,10 +92,10 @@ def to_mermaid(pipeline: DagPipeline) -> str:
         caption = edge_caption(edge)
         label = f'|"{mermaid_escape(caption)}"|' if caption is not None else ""
         lines.append(f"    {names[edge.source]} {arrow}{label} {names[edge.target]}")
-    lines.append("    classDef source fill:#dcedc8,stroke:#33691e")
-    lines.append("    classDef sink fill:#bbdefb,stroke:#0d47a1")
-    lines.append("    classDef both fill:#dcedc8,stroke:#0d47a1")
     css = {"source": "source", "sink": "sink", "source+sink": "both"}
+    for role, name in css.items():  # the colours of the DOT drawing
+        attrs = ROLE_ATTRS[role]
+        lines.append(f"    classDef {name} fill:{attrs['fillcolor']},stroke:{attrs['color']}")
     for role, members in roles.items():
         if role in css:
             lines.append(f"    class {','.join(members)} {css[role]}")
@@ -129,7 +129,9 @@ def mimebundle(
         except ImportError:
             problem = "The graphviz Python package is missing (pip install graphviz)."
         except Exception as exc:  # dot missing (ExecutableNotFound) or failing: fall back
-            if type(exc).__name__ == "ExecutableNotFound":
+            from graphviz import ExecutableNotFound
+
+            if isinstance(exc, ExecutableNotFound):
                 problem = "Graphviz's dot program was not found."
             else:
                 problem = f"Graphviz could not draw the graph ({type(exc).__name__}: {exc})."
