@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+import os
 import re
 import signal
 import sqlite3
@@ -244,13 +246,43 @@ def test_shipped_feed_runs_out_of_the_box(tmp_path: Path) -> None:
     assert len(table(db)) == counts["stored"]
 
 
+def default_sigint() -> None:
+    """In the child before exec: undo a SIGINT ignored by whoever started pytest (CI runners
+    often do, and children inherit it), so SIGINT reaches Python as KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def kill_session(proc: subprocess.Popen[str]) -> None:
+    """Kill a child started with ``start_new_session=True`` and everything it started: its
+    whole process group, plus every descendant psutil still sees (in case one left it)."""
+    try:
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        descendants = []
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    for child in descendants:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate()
+    psutil.wait_procs(descendants, timeout=10)
+
+
 @pytest.mark.parametrize("extra", [[], ["--processes", "2"]], ids=["in-process", "processes"])
 def test_ctrl_c_stops_the_job_and_keeps_stored_rows(tmp_path: Path, extra: list[str]) -> None:
     """SIGINT mid-run: exit status 130, a one-line notice, committed rows kept, no worker left."""
     db = tmp_path / "shop.db"
     cmd = [sys.executable, str(MAIN), "--db", str(db), "--latency", "200", *extra]
     proc = subprocess.Popen(
-        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        cmd,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,
+        start_new_session=True,  # its own process group: the finally kills all of it
     )
     try:
         assert proc.stdout is not None
@@ -261,16 +293,14 @@ def test_ctrl_c_stops_the_job_and_keeps_stored_rows(tmp_path: Path, extra: list[
         children = psutil.Process(proc.pid).children(recursive=True)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert err.splitlines() == ["main.py: interrupted; the rows stored so far are kept"]
+        assert not re.search(r"^\s+read\s", out, re.M)  # no summary of an unfinished run
+        assert 0 < len(table(db)) < 2911
+        _, alive = psutil.wait_procs(children, timeout=15)
+        assert alive == []
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 130, err
-    assert err.splitlines() == ["main.py: interrupted; the rows stored so far are kept"]
-    assert not re.search(r"^\s+read\s", out, re.M)  # no summary of an unfinished run
-    assert 0 < len(table(db)) < 2911
-    _, alive = psutil.wait_procs(children, timeout=15)
-    assert alive == []
+        kill_session(proc)  # nothing survives, even when an assertion above failed
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import multiprocessing.resource_tracker
@@ -374,6 +375,30 @@ if __name__ == "__main__":
 """
 
 
+def default_sigint() -> None:
+    """In the child before exec: undo a SIGINT ignored by whoever started pytest (CI runners
+    often do, and children inherit it), so SIGINT reaches Python as KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def kill_session(proc: subprocess.Popen[str]) -> None:
+    """Kill a child started with ``start_new_session=True`` and everything it started: its
+    whole process group, plus every descendant psutil still sees (in case one left it)."""
+    try:
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        descendants = []
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    for child in descendants:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate()
+    psutil.wait_procs(descendants, timeout=10)
+
+
 @pytest.mark.timeout(90)
 def test_ctrl_c_leaves_no_orphan_process(tmp_path: Path) -> None:
     """SIGINT while batches sleep: KeyboardInterrupt, and every worker process is gone."""
@@ -382,7 +407,11 @@ def test_ctrl_c_leaves_no_orphan_process(tmp_path: Path) -> None:
     folder = tmp_path / "started"
     folder.mkdir()
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(folder)], stdout=subprocess.PIPE, text=True
+        [sys.executable, str(script), str(folder)],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,
+        start_new_session=True,  # its own process group: the finally kills all of it
     )
     try:
         asyncio.run(wait_for_files(folder, 2))  # both batches are running
@@ -390,14 +419,12 @@ def test_ctrl_c_leaves_no_orphan_process(tmp_path: Path) -> None:
         assert len(children) >= 2
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 3
+        assert "interrupted" in out
+        _, alive = psutil.wait_procs(children, timeout=15)
+        assert alive == []
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 3
-    assert "interrupted" in out
-    _, alive = psutil.wait_procs(children, timeout=15)
-    assert alive == []
+        kill_session(proc)  # nothing survives, even when an assertion above failed
 
 
 def test_thread_pool_executor(new_children: Any) -> None:
@@ -417,23 +444,43 @@ def test_thread_pool_executor(new_children: Any) -> None:
     assert new_children() == []
 
 
-async def test_awaitable_from_a_running_loop(pool: ProcessPoolExecutor, tmp_path: Path) -> None:
-    """Through asyncio.to_thread the loop keeps running while the batches do."""
+async def sleep_half_a_second(ctx: PipelineContext, x: int) -> int:
+    await asyncio.sleep(0.5)
+    return x * 10
 
-    async def waits_for_loop(ctx: PipelineContext, x: int) -> int:
-        await wait_for_files(tmp_path, 1)  # created by the loop below, mid-run
-        return x
 
-    call = asyncio.create_task(
-        asyncio.to_thread(
-            run_function_pipeline_in_subprocess, waits_for_loop, [[1], [2]], executor=pool
+async def test_awaitable_from_a_running_loop(pool: ProcessPoolExecutor) -> None:
+    """Through asyncio.to_thread the loop keeps running while the batches do: a heartbeat
+    task ticks throughout the call, which blocks its own thread for at least 1 s."""
+    ticks = 0
+
+    async def heartbeat() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    beat = asyncio.create_task(heartbeat())
+    try:
+        results = await asyncio.wait_for(
+            asyncio.to_thread(
+                run_function_pipeline_in_subprocess,
+                sleep_half_a_second,
+                [[1, 2], [3]],
+                executor=pool,
+                concurrency=1,
+            ),
+            60,
         )
-    )
-    await asyncio.sleep(0)
-    assert not call.done()
-    (tmp_path / "loop-was-free").touch()
-    results = await asyncio.wait_for(call, 60)
-    assert [list(r) for r in results] == [[1], [2]]
+        ticks_during_call = ticks
+    finally:
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
+    assert [list(r) for r in results] == [[10, 20], [30]]
+    # batch 0 runs its two items one after the other: >= 1 s of blocking in the thread,
+    # room for ~100 ticks on a free loop; a loop blocked by the call would get almost none.
+    assert ticks_during_call > 10
 
 
 def test_executor_passed_in_stays_open(pool: ProcessPoolExecutor) -> None:

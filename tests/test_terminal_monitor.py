@@ -52,8 +52,10 @@ class Pty:
 
 
 @pytest.fixture
-def pty():
-    terminal = Pty()
+def pty(request):
+    """A Pty closed after the test, even a failed one; its width is 200 columns unless the
+    test asks otherwise with ``@pytest.mark.parametrize("pty", [columns], indirect=True)``."""
+    terminal = Pty(columns=getattr(request, "param", 200))
     yield terminal
     if not terminal.stream.closed:
         terminal.close()
@@ -142,13 +144,13 @@ def test_redraws_are_rate_limited(pty):
     assert "out 50" in plain and "out 49" not in plain
 
 
-def test_lines_fit_the_terminal():
+@pytest.mark.parametrize("pty", [30], indirect=True)
+def test_lines_fit_the_terminal(pty):
     """Lines are cut to the terminal's width so the cursor moves stay right."""
-    terminal = Pty(columns=30)
-    monitor = TerminalMonitor(stream=terminal.stream)
+    monitor = TerminalMonitor(stream=pty.stream)
     monitor.start(stats(5))
     monitor.finish(stats(5), None)
-    lines = [ANSI.sub("", line).strip("\r") for line in terminal.close().split("\r\n")]
+    lines = [ANSI.sub("", line).strip("\r") for line in pty.close().split("\r\n")]
     assert max(len(line) for line in lines) == 29  # long lines were cut, none wrapped
 
 

@@ -1,7 +1,9 @@
 """End to end: the monitor notebook run in JupyterLab, as a person sees it in Chromium.
 
 Starts JupyterLab from this environment on 127.0.0.1 (no token, a free port, a temporary
-root holding a copy of the notebook), drives Debian's Chromium through Playwright (no
+root holding a copy of the notebook, and temporary Jupyter config and data folders whose
+``python3`` kernelspec runs this interpreter, so no user-level setting or kernel can get in
+the way), drives Debian's Chromium through Playwright (no
 browser download), runs every cell, and checks the graph SVG, the live monitor's numbers
 while the run goes on, and the final counts. Screenshots go to ``test-artifacts/``.
 """
@@ -43,7 +45,8 @@ CHROMIUM_ARGS = [
 ]
 
 # What the notebook's monitored run must end with (see its cells): 60 inputs; every
-# multiple of 7 is rejected, the rest stored.
+# multiple of 7 is rejected, the rest stored. fetch sleeps 0.2 s per item, two at a time,
+# so the run lasts about 6 s: time for several samples of the live panel.
 INPUTS = 60
 REJECTED = len(range(0, INPUTS, 7))
 STORED = INPUTS - REJECTED
@@ -61,6 +64,19 @@ LAB_SETTINGS = {
         "checkForUpdates": False,
     },
 }
+
+
+def write_kernelspec(data_dir: Path) -> None:
+    """A kernelspec named ``python3`` in ``data_dir`` that runs this very interpreter."""
+    spec = data_dir / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    kernel = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+        "metadata": {"debugger": True},
+    }
+    (spec / "kernel.json").write_text(json.dumps(kernel, indent=1))
 
 
 def free_port() -> int:
@@ -117,9 +133,15 @@ def lab_url(tmp_path: Path) -> Iterator[str]:
         plugin, _, file_name = name.rpartition("/")
         (settings / plugin).mkdir(parents=True, exist_ok=True)
         (settings / plugin / file_name).write_text(json.dumps(values))
+    data_dir = tmp_path / "data"
+    write_kernelspec(data_dir)
     env = {
         **os.environ,
         "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+        "JUPYTER_DATA_DIR": str(data_dir),
+        # Search JUPYTER_DATA_DIR before the environment's share/jupyter (preferred by
+        # default inside a venv), so the python3 kernelspec above is the one used.
+        "JUPYTER_PREFER_ENV_PATH": "0",
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
         "JUPYTERLAB_SETTINGS_DIR": str(settings),
         "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
@@ -146,9 +168,18 @@ def lab_url(tmp_path: Path) -> Iterator[str]:
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until_answering(url, server, log)
+        check_kernelspec(url)
         yield url
     finally:
         stop_server(server)
+
+
+def check_kernelspec(url: str) -> None:
+    """The server's python3 kernel is the one written by write_kernelspec."""
+    with urllib.request.urlopen(f"{url}/api/kernelspecs", timeout=5) as response:
+        specs = json.load(response)
+    argv = specs["kernelspecs"]["python3"]["spec"]["argv"]
+    assert argv[0] == sys.executable, f"python3 kernel not isolated: {argv}"
 
 
 def monitor_field(page: Page, field: str, node: str | None = None) -> str:
@@ -206,7 +237,7 @@ def test_monitor_notebook_in_jupyterlab(lab_url: str) -> None:
             page.locator(".jp-Notebook .jp-Cell").first.click()
             run_all_cells(page)
 
-            # Sample what the panel shows while the cells run: the run lasts about 2.5 s.
+            # Sample what the panel shows while the cells run: the run lasts about 6 s.
             samples: list[str] = []
             last_prompt = page.locator(".jp-CodeCell .jp-InputPrompt").last
             deadline = time.monotonic() + 60
