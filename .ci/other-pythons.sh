@@ -18,6 +18,6 @@ for dir in "$root"/versions/3.*; do
   venv=".ci-venvs/$ver"
   echo "-- Python $ver ($py)"
   [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev]'
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -c .ci/constraints.txt -e '.[dev]'
   "$venv/bin/python" -m pytest -q -p no:cacheprovider -m "not browser" tests
 done
