@@ -52,7 +52,9 @@ def _options(
             f"pipeline {callable_name(pipeline)!r} must be an async function (async def) "
             "or an async generator function; for a plain def use a PipelineBuilder task"
         )
-    check_function_options(concurrency=concurrency, retries=retries, timeout=timeout)
+    check_function_options(
+        concurrency=concurrency, ordered=ordered, retries=retries, timeout=timeout
+    )
     options = RunOptions.check(
         inputs,
         result_handler=result_handler,
@@ -62,7 +64,7 @@ def _options(
         run_id=run_id,
         metadata=metadata,
         # one worker finishes inputs in order already: no reordering needed
-        ordered=ordered if not isinstance(ordered, bool) else ordered and concurrency > 1,
+        ordered=ordered and concurrency > 1,
     )
     name = callable_name(pipeline)
     # A queue of at least 16 lets the feeder and the workers hand over inputs in small

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
+from ..observe.monitor import notify
 from .context import PipelineContext
 from .errors import ItemError
 from .handlers import HandlerKind
@@ -298,7 +299,7 @@ class Run:
             sig = self._signature()
             if sig != last:
                 last = sig
-                _notify(monitor.update, self.snapshot())
+                notify(monitor.update, self.snapshot())
 
     async def execute(self) -> None:
         """Run to the end; raise the first failure under ``on_error="raise"``."""
@@ -310,7 +311,7 @@ class Run:
         tasks: list[asyncio.Task[None]] = []
         error: BaseException | None = None
         if monitor is not None:
-            _notify(monitor.start, self.snapshot())
+            notify(monitor.start, self.snapshot())
         try:
             name = f"async_dag:{self.run_id}"
             if self.options.ordered:
@@ -342,7 +343,7 @@ class Run:
                 self._executor.shutdown(wait=False, cancel_futures=True)
             self._ended = time.perf_counter()
             if monitor is not None:
-                _notify(monitor.finish, self.snapshot(), error or self.failure)
+                notify(monitor.finish, self.snapshot(), error or self.failure)
         if self.failure is not None:
             raise self.failure
 
@@ -350,14 +351,6 @@ class Run:
         """Run and return the result (records unless a result_handler took them)."""
         await self.execute()
         return RunResult(self.run_id, self.values, self.contexts, self.errors, self.snapshot())
-
-
-def _notify(hook: Any, *args: Any) -> None:
-    """Call a monitor hook; a broken display is logged, never the run's problem."""
-    try:
-        hook(*args)
-    except Exception:
-        log.warning("monitor %s failed; the run goes on", hook.__qualname__, exc_info=True)
 
 
 async def _close_input(inputs: object) -> None:
