@@ -91,8 +91,12 @@ class RunOptions:
         )
 
 
-def check_function_options(*, concurrency: int, retries: int, timeout: float | None) -> None:
-    """Validate the per-call options of a function pipeline (ValueError/TypeError)."""
+def check_function_options(
+    *, concurrency: int, retries: int, timeout: float | None, ordered: bool = True
+) -> None:
+    """Validate the options only function pipelines have (ValueError/TypeError)."""
+    if not isinstance(ordered, bool):
+        raise TypeError(f"ordered must be True or False, got {ordered!r}")
     if not _is_int(concurrency):
         raise TypeError(f"concurrency must be an int, got {concurrency!r}")
     if concurrency < 1:
