@@ -238,7 +238,7 @@ async def test_endless_input_with_slow_sink_pulls_a_bounded_number_ahead():
         ahead.append(pulled - handled)
 
     task = asyncio.ensure_future(p.run_stream(endless(), result_handler=watch))
-    while handled < 2000:
+    while handled < 2000 and not task.done():
         await asyncio.sleep(0.001)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

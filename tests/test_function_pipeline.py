@@ -247,7 +247,7 @@ async def test_cancelling_the_consumer_of_an_iterator_stops_the_run():
             await asyncio.sleep(0)
 
     task = asyncio.ensure_future(consume())
-    while len(got) < 10:
+    while len(got) < 10 and not task.done():
         await asyncio.sleep(0)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
