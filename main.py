@@ -201,6 +201,7 @@ def run_processes(config: JobConfig, args: argparse.Namespace) -> Tally:
         processes=n,
         key=line_no_of,
         on_error="collect",
+        monitor=not args.no_progress and not args.verbose,  # batch-level: as batches finish
     )
     tally = Tally()
     for result in results:

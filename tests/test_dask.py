@@ -11,8 +11,10 @@ from distributed import Client, LocalCluster
 
 from async_dag import (
     DagPipeline,
+    Monitor,
     PipelineBuilder,
     PipelineContext,
+    RunStats,
     run_function_pipeline_in_subprocess,
     run_pipeline_in_subprocess,
 )
@@ -74,9 +76,27 @@ def test_factory_and_failing_batch_on_the_cluster(client: Client) -> None:
 
         return PipelineBuilder("on-cluster").add_task("check", check).build()
 
+    class Recorder(Monitor):
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, RunStats]] = []
+
+        def start(self, stats: RunStats) -> None:
+            self.calls.append(("start", stats))
+
+        def update(self, stats: RunStats) -> None:
+            self.calls.append(("update", stats))
+
+        def finish(self, stats: RunStats, error: BaseException | None) -> None:
+            self.calls.append(("finish", stats))
+
     executor = client.get_executor()
-    results = run_pipeline_in_subprocess(build, [[1], [2, 3]], executor=executor)
+    recorder = Recorder()  # driven from this process, batch by batch
+    results = run_pipeline_in_subprocess(build, [[1], [2, 3]], executor=executor, monitor=recorder)
     assert [list(r) for r in results] == [[2], [3, 4]]
+    assert [hook for hook, _ in recorder.calls] == ["start", "update", "update", "finish"]
+    assert list(recorder.calls[0][1].nodes) == ["check"]
+    final = recorder.calls[-1][1]
+    assert (final.inputs, final.outputs, final.nodes["check"].emitted) == (3, 3, 3)
     with pytest.raises(ValueError, match="negative: -1") as caught:
         run_pipeline_in_subprocess(build, [[1], [-1]], executor=executor)
     notes: Any = caught.value.__notes__

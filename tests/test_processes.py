@@ -29,14 +29,18 @@ from jupyter_client.manager import KernelManager
 from async_dag import (
     DagPipeline,
     ItemError,
+    Monitor,
+    NodeStats,
     PipelineBuilder,
     PipelineContext,
     RunResult,
+    RunStats,
     run_function_pipeline_in_subprocess,
     run_pipeline_in_subprocess,
 )
 from async_dag.execution import shipping
 from async_dag.execution.shipping import ShippingError
+from async_dag.observe.terminal import TerminalMonitor
 
 # Handlers at module level travel by reference: spawned workers import this module.
 
@@ -273,8 +277,8 @@ def test_bad_arguments_raise_before_any_worker_starts(new_children: Any) -> None
         run_function_pipeline_in_subprocess(where, [[1]], concurrency=0)
     with pytest.raises(ValueError, match="on_error"):
         run_pipeline_in_subprocess(lambda: None, [[1]], on_error="maybe")
-    with pytest.raises(ValueError, match="monitor"):
-        run_function_pipeline_in_subprocess(where, [[1]], monitor=True)
+    with pytest.raises(TypeError, match="monitor must be"):
+        run_function_pipeline_in_subprocess(where, [[1]], monitor=42)
     with pytest.raises(TypeError, match="async function"):
         run_function_pipeline_in_subprocess(lambda ctx, x: x, [[1]])
     with pytest.raises(TypeError, match="factory must be"):
@@ -349,8 +353,10 @@ def test_lambda_factory_in_default_pool() -> None:
 @pytest.mark.timeout(60)
 def test_killed_worker_raises_instead_of_hanging(new_children: Any) -> None:
     """A worker killed by SIGKILL gives a BrokenProcessPool naming the batch and signal."""
+    recorder = Recorder()
     with pytest.raises(RuntimeError, match=r"batch 1 .*killed by signal SIGKILL") as caught:
-        run_function_pipeline_in_subprocess(die_on, [[1], ["die"]], processes=2)
+        run_function_pipeline_in_subprocess(die_on, [[1], ["die"]], processes=2, monitor=recorder)
+    assert recorder.calls[-1] == ("finish", caught.value)  # the monitor is told too
     assert isinstance(caught.value, BrokenProcessPool)
     assert isinstance(caught.value.__cause__, BrokenProcessPool)
     assert new_children() == []
@@ -559,3 +565,228 @@ def test_functions_defined_in_a_kernel_cell(tmp_path: Path) -> None:
     assert report["values"] == [[3, 6], [9]]
     assert report["kernel"] not in report["pids"]
     assert report["dag"] == [[-1], [-2]]
+
+
+# -- monitor=: batch-level progress, driven from this process ------------------------
+
+
+class Recorder(Monitor):
+    """Records each hook call. Holds a lock, so it cannot be pickled: it is never shipped."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.calls: list[tuple[str, Any]] = []  # ("start"/"update", stats), ("finish", error)
+        self.snapshots: list[RunStats] = []
+
+    def start(self, stats: RunStats) -> None:
+        self.calls.append(("start", stats))
+        self.snapshots.append(stats)
+
+    def update(self, stats: RunStats) -> None:
+        self.calls.append(("update", stats))
+        self.snapshots.append(stats)
+
+    def finish(self, stats: RunStats, error: BaseException | None) -> None:
+        self.calls.append(("finish", error))
+        self.snapshots.append(stats)
+
+    @property
+    def hooks(self) -> list[str]:
+        return [hook for hook, _ in self.calls]
+
+
+def summed(results: list[RunResult], node: str, counter: str) -> int:
+    total: int = sum(getattr(r.stats.nodes[node], counter) for r in results)
+    return total
+
+
+def check_totals(final: RunStats, results: list[RunResult]) -> None:
+    """The final view is the sum of the batches' stats."""
+    assert final.done
+    assert final.inputs == sum(r.stats.inputs for r in results)
+    assert final.outputs == sum(r.stats.outputs for r in results)
+    assert final.errors == sum(r.stats.errors for r in results)
+    assert set(final.nodes) == set(results[0].stats.nodes)
+    for node_id, node in final.nodes.items():
+        for counter in ("received", "emitted", "failed", "retried", "unrouted", "filtered"):
+            assert getattr(node, counter) == summed(results, node_id, counter), counter
+        maximum = max(r.stats.nodes[node_id].max_queue_depth for r in results)
+        assert node.max_queue_depth == maximum
+        assert (node.in_flight, node.queue_depth) == (0, 0)
+        assert node.concurrency == results[0].stats.nodes[node_id].concurrency
+        assert node.queue_size == results[0].stats.nodes[node_id].queue_size
+
+
+def test_monitor_shows_batch_level_progress(pool: ProcessPoolExecutor) -> None:
+    """start with zero counters, one update per finished batch with growing totals, then
+    finish with the sums of the batches' stats; the workers get no monitor."""
+    recorder = Recorder()
+    batches = [[1, 2], [3, 4, 5], [6]]
+    results = run_function_pipeline_in_subprocess(
+        fail_on_three,
+        batches,
+        executor=pool,
+        concurrency=2,
+        on_error="collect",
+        monitor=recorder,
+        run_id="progress",
+    )
+    assert [list(r) for r in results] == [[10, 20], [40, 50], [60]]
+    assert recorder.hooks == ["start", "update", "update", "update", "finish"]
+    assert recorder.calls[-1] == ("finish", None)
+    first = recorder.snapshots[0]
+    assert (first.run_id, first.name, first.inputs, first.outputs, first.errors) == (
+        "progress",
+        "fail_on_three",
+        0,
+        0,
+        0,
+    )
+    assert first.nodes == {"fail_on_three": NodeStats("fail_on_three", 2, 16)}
+    assert not first.done
+    inputs = [stats.inputs for stats in recorder.snapshots]
+    assert inputs[1] in {len(batch) for batch in batches}  # one batch's worth
+    assert inputs[1] < inputs[2] < inputs[3] == inputs[4] == 6
+    elapsed = [stats.elapsed for stats in recorder.snapshots]
+    assert elapsed == sorted(elapsed)
+    assert {stats.run_id for stats in recorder.snapshots} == {"progress"}
+    assert all(r.run_id == "progress" for r in results)
+    check_totals(recorder.snapshots[-1], results)
+    assert recorder.snapshots[-1].errors == 1
+
+
+def test_monitor_on_a_factory_in_the_default_pool() -> None:
+    """The tasks are listed from the start (the factory is called here once, to learn
+    them); the run id is a fresh one."""
+
+    def build() -> DagPipeline:
+        return (
+            PipelineBuilder("two-steps")
+            .add_task("double", lambda ctx, x: x * 2, concurrency=3)
+            .add_task("label", lambda ctx, x: f"<{x}>")
+            .add_edge("double", "label")
+            .build()
+        )
+
+    recorder = Recorder()
+    results = run_pipeline_in_subprocess(build, [[1, 2], [3]], processes=2, monitor=recorder)
+    assert [list(r) for r in results] == [["<2>", "<4>"], ["<6>"]]
+    assert recorder.hooks == ["start", "update", "update", "finish"]
+    start = recorder.snapshots[0]
+    assert start.name == "two-steps"
+    assert start.nodes == {"double": NodeStats("double", 3, 6), "label": NodeStats("label", 1, 2)}
+    assert len(start.run_id) == 12
+    assert {stats.run_id for stats in recorder.snapshots} == {start.run_id}
+    assert start.run_id not in {r.run_id for r in results}  # each batch has its own
+    check_totals(recorder.snapshots[-1], results)
+
+
+def test_monitor_learns_the_tasks_from_a_batch_when_the_factory_fails_here(
+    pool: ProcessPoolExecutor,
+) -> None:
+    """A factory that only works in the workers: the tasks come with the first batch."""
+    parent = os.getpid()
+
+    def build() -> DagPipeline:
+        if os.getpid() == parent:
+            raise RuntimeError("only on the workers")
+        return PipelineBuilder("remote").add_task("inc", lambda ctx, x: x + 1).build()
+
+    recorder = Recorder()
+    results = run_pipeline_in_subprocess(build, [[1], [2]], executor=pool, monitor=recorder)
+    assert [list(r) for r in results] == [[2], [3]]
+    assert recorder.snapshots[0].nodes == {}
+    assert recorder.snapshots[1].name == "remote"
+    assert set(recorder.snapshots[1].nodes) == {"inc"}
+    check_totals(recorder.snapshots[-1], results)
+
+
+def test_monitor_with_a_thread_pool() -> None:
+    """A ThreadPoolExecutor: the monitor is driven from the calling thread alone."""
+    recorder = Recorder()
+    hook_threads: set[int] = set()
+
+    class Threads(Recorder):
+        def update(self, stats: RunStats) -> None:
+            hook_threads.add(threading.get_ident())
+            super().update(stats)
+
+    recorder = Threads()
+    with ThreadPoolExecutor(2) as threads:
+        results = run_function_pipeline_in_subprocess(
+            where, [[1], [2, 3], [4]], executor=threads, monitor=recorder
+        )
+    assert recorder.hooks == ["start", "update", "update", "update", "finish"]
+    assert hook_threads == {threading.get_ident()}
+    check_totals(recorder.snapshots[-1], results)
+
+
+def test_monitor_finish_gets_the_error_of_a_failing_batch(pool: ProcessPoolExecutor) -> None:
+    recorder = Recorder()
+    with pytest.raises(KeyError) as caught:
+        run_function_pipeline_in_subprocess(
+            fail_on_three, [[1], [3]], executor=pool, monitor=recorder
+        )
+    assert recorder.hooks[0] == "start"
+    assert recorder.calls[-1] == ("finish", caught.value)
+    final = recorder.snapshots[-1]
+    assert final.done
+    assert final.errors == 0  # the failing batch never finished: only batch 0 may count
+    assert final.inputs in {0, 1}
+
+
+def test_monitor_finish_on_keyboard_interrupt() -> None:
+    """Ctrl-C while waiting for batches (here raised from a hook) still ends the view."""
+
+    class Interrupted(Recorder):
+        def update(self, stats: RunStats) -> None:
+            super().update(stats)
+            raise KeyboardInterrupt
+
+    recorder = Interrupted()
+    with ThreadPoolExecutor(1) as threads, pytest.raises(KeyboardInterrupt) as caught:
+        run_function_pipeline_in_subprocess(where, [[1], [2]], executor=threads, monitor=recorder)
+    assert recorder.hooks == ["start", "update", "finish"]
+    assert recorder.calls[-1] == ("finish", caught.value)
+
+
+def test_monitor_true_outside_a_kernel_is_a_quiet_terminal_monitor(
+    pool: ProcessPoolExecutor, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """monitor=True makes a TerminalMonitor, which writes nothing without a terminal."""
+    finished: list[TerminalMonitor] = []
+    original = TerminalMonitor.finish
+
+    def finish(self: TerminalMonitor, stats: RunStats, error: BaseException | None) -> None:
+        finished.append(self)
+        original(self, stats, error)
+
+    monkeypatch.setattr(TerminalMonitor, "finish", finish)
+    results = run_function_pipeline_in_subprocess(where, [[1], [2]], executor=pool, monitor=True)
+    assert [[x for x, _ in r] for r in results] == [[1], [2]]
+    [terminal] = finished
+    assert terminal.state == "done"
+    assert terminal.stats is not None and terminal.stats.inputs == 2
+    assert capsys.readouterr().out == ""
+
+
+def test_a_broken_monitor_does_not_break_the_call(
+    pool: ProcessPoolExecutor, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken(Monitor):
+        def start(self, stats: RunStats) -> None:
+            raise RuntimeError("start is broken")
+
+        def update(self, stats: RunStats) -> None:
+            raise RuntimeError("update is broken")
+
+        def finish(self, stats: RunStats, error: BaseException | None) -> None:
+            raise RuntimeError("finish is broken")
+
+    with caplog.at_level("WARNING", logger="async_dag"):
+        results = run_function_pipeline_in_subprocess(
+            where, [[1], [2]], executor=pool, monitor=Broken()
+        )
+    assert [[x for x, _ in r] for r in results] == [[1], [2]]
+    failed = [r.getMessage() for r in caplog.records if "failed; the run goes on" in r.getMessage()]
+    assert len(failed) == 4  # start, two updates, finish

@@ -21,7 +21,8 @@ def check_run_options(kind: str, options: dict[str, Any]) -> None:
     """Raise TypeError for unknown names, ValueError/TypeError for bad values.
 
     The checks are the engine's own, run here on an empty input so that a mistake
-    surfaces at once rather than in every worker.
+    surfaces at once rather than in every worker. ``monitor`` is not checked here: the
+    caller takes it out of ``options`` (it stays in this process, workers get none).
     """
     runner = run_function_pipeline if kind == FUNCTION else DagPipeline.run_stream
     allowed = _keyword_options(runner)
@@ -31,12 +32,6 @@ def check_run_options(kind: str, options: dict[str, Any]) -> None:
         raise TypeError(
             f"unknown run option(s) {', '.join(unknown)}: the options are those of "
             f"{where} ({', '.join(sorted(allowed))})"
-        )
-    if options.get("monitor") not in (None, False):
-        raise ValueError(
-            "monitor= cannot follow runs in other processes: leave it out here, or try "
-            "one batch with `await run_function_pipeline(batch, fn, monitor=True)` "
-            "(or `pipeline.run_stream`) in this process"
         )
     if kind == FUNCTION:
         check_function_options(

@@ -2,7 +2,9 @@
 
 Our own pool is created and shut down per call; on a failed batch, a dead worker or
 Ctrl-C its workers are terminated, so no process outlives the call. An executor given
-by the caller is only submitted to, never shut down.
+by the caller is only submitted to, never shut down. Either way the loop that collects
+finished batches runs in the calling thread, which hands each result to ``on_result``
+as it comes (what drives a ``monitor=``, batch by batch).
 """
 
 from __future__ import annotations
@@ -21,8 +23,17 @@ from .outcomes import decode, in_batch_order, with_batch_note
 from .worker import init_worker, run_shipped
 
 
-def run_in_spawn_pool(workers: int, common: bytes, payloads: list[bytes]) -> list[RunResult]:
-    """Run each shipped batch in a fresh pool of ``workers`` spawned processes."""
+def run_in_spawn_pool(
+    workers: int,
+    common: bytes,
+    payloads: list[bytes],
+    *,
+    on_result: Callable[[RunResult], None] | None = None,
+) -> list[RunResult]:
+    """Run each shipped batch in a fresh pool of ``workers`` spawned processes.
+
+    ``on_result`` is called with each batch's result as it finishes (completion order).
+    """
     context = multiprocessing.get_context("spawn")
     running: MutableSequence[int] = context.RawArray("l", len(payloads))
     pool = ProcessPoolExecutor(
@@ -46,7 +57,9 @@ def run_in_spawn_pool(workers: int, common: bytes, payloads: list[bytes]) -> lis
                 data = future.result()
             except BrokenProcessPool as exc:
                 raise _worker_died(index, pool, running, exc) from exc
-            results[index] = decode(index, count, data)
+            result = results[index] = decode(index, count, data)
+            if on_result is not None:
+                on_result(result)
         pool.shutdown(wait=True)
     except BaseException:
         # A failed batch, a dead worker or Ctrl-C: stop every worker we started.
@@ -56,9 +69,15 @@ def run_in_spawn_pool(workers: int, common: bytes, payloads: list[bytes]) -> lis
 
 
 def run_on_executor(
-    executor: Executor, calls: list[tuple[Callable[..., Any], tuple[Any, ...]]], *, shipped: bool
+    executor: Executor,
+    calls: list[tuple[Callable[..., Any], tuple[Any, ...]]],
+    *,
+    shipped: bool,
+    on_result: Callable[[RunResult], None] | None = None,
 ) -> list[RunResult]:
     """Submit one call per batch to the caller's executor and collect them in batch order.
+
+    ``on_result`` is called with each batch's result as it finishes (completion order).
 
     The executor is not ours: on failure the batches not yet started are cancelled, and
     the executor is left open.
@@ -83,7 +102,10 @@ def run_on_executor(
                 if noted is exc:
                     raise
                 raise noted from exc
-            results[index] = decode(index, count, value) if shipped else value
+            result: RunResult = decode(index, count, value) if shipped else value
+            results[index] = result
+            if on_result is not None:
+                on_result(result)
     except BaseException:
         for future in futures:
             future.cancel()

@@ -12,20 +12,29 @@ From a notebook, keep the kernel responsive with ``await asyncio.to_thread(
 run_function_pipeline_in_subprocess, score, batches)``. The default pool uses the
 ``spawn`` start method (never ``fork``): callables and batches are pickled in this
 process (by value, with cloudpickle) and each worker runs its batch with ``asyncio.run``.
+
+``monitor=True`` (or a ``Monitor`` such as a ``PipelineMonitor``) shows batch-level
+progress: workers run without a monitor, and this process updates the view with the
+summed stats of the finished batches each time one finishes (see ``progress``).
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
+import time
 from collections.abc import AsyncIterable, Callable, Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from ..core.definition import DagPipeline
-from ..core.handlers import HandlerKind, handler_kind
-from ..core.results import RunResult
+from ..core.handlers import HandlerKind, callable_name, handler_kind
+from ..core.results import NodeStats, RunResult
+from ..observe.monitor import Monitor, resolve_monitor
 from .options import check_run_options
 from .pool import run_in_spawn_pool, run_on_executor
+from .progress import BatchProgress
 from .shipping import ShippingError, describe_failure, dumps
 from .worker import FACTORY, FUNCTION, run_batch, run_shipped
 
@@ -33,6 +42,12 @@ __all__ = ["ShippingError", "run_function_pipeline_in_subprocess", "run_pipeline
 
 
 _ASYNC_KINDS = (HandlerKind.ASYNC, HandlerKind.ASYNC_GEN)
+
+log = logging.getLogger("async_dag")
+
+# Runs the batches: ``run(on_result=callback_or_None)``; the callback sees each batch's
+# result as it finishes.
+_Runner = Callable[..., list[RunResult]]
 
 
 def run_function_pipeline_in_subprocess(
@@ -51,6 +66,13 @@ def run_function_pipeline_in_subprocess(
     replaces it and is never shut down here. A failing batch re-raises its exception
     with a note naming the batch; a worker that dies raises ``BrokenProcessPool`` (a
     ``RuntimeError``) naming the batch it was running.
+
+    ``monitor=`` (``True``, or a ``Monitor`` such as a ``PipelineMonitor``) shows
+    batch-level progress, driven from this process: it starts with one node named like
+    the function and zero counters, and is updated as batches finish (in the order they
+    finish) with the stats of the finished batches summed; ``in_flight`` and queue
+    depths stay 0. Workers run without a monitor. The view's run id is ``run_id=`` when
+    given (each batch's run has it too), else a fresh one.
     """
     if not callable(pipeline) or handler_kind(pipeline) not in _ASYNC_KINDS:
         raise TypeError(
@@ -73,6 +95,11 @@ def run_pipeline_in_subprocess(
     ``factory`` is called in each worker, so every batch runs on its own ``DagPipeline``
     (a ``DagPipeline`` itself is accepted too: each worker gets a copy). Everything else
     is as in :func:`run_function_pipeline_in_subprocess`.
+
+    With ``monitor=`` the view shows batch-level progress per task, updated as batches
+    finish; to list the tasks from the start, ``factory`` is also called once here (it
+    should just build the pipeline; nothing runs on that copy). If that call fails, the
+    tasks appear with the first finished batch instead.
     """
     if not isinstance(factory, DagPipeline) and not callable(factory):
         raise TypeError(
@@ -89,21 +116,89 @@ def _run_batches(
     executor: Executor | None,
     options: dict[str, Any],
 ) -> list[RunResult]:
+    started = time.perf_counter()
     items = _list_batches(batches)
     workers = _pool_size(processes, executor, len(items))
+    # The monitor stays here: workers run without one, this process shows their progress.
+    options = dict(options)
+    monitor_spec = options.pop("monitor", None)
     check_run_options(kind, options)
+    monitor = resolve_monitor(monitor_spec)
+    run = _runner(kind, target, items, workers, executor, options)
+    if monitor is None:
+        return run(on_result=None)
+    progress = _progress(monitor, kind, target, options, started)
+    progress.start()
+    try:
+        results = run(on_result=progress.add)
+    except BaseException as exc:
+        progress.finish(exc)
+        raise
+    progress.finish(None)
+    return results
+
+
+def _runner(
+    kind: str,
+    target: Any,
+    items: list[Any],
+    workers: int,
+    executor: Executor | None,
+    options: dict[str, Any],
+) -> _Runner:
+    """What runs the batches, once everything is shipped (so a ShippingError comes first)."""
     if not items:
-        return []
+        return lambda *, on_result: []
     if isinstance(executor, ThreadPoolExecutor):
         # Same process: nothing to pickle, each thread runs its own event loop.
         local = [(run_batch, (kind, target, batch, options)) for batch in items]
-        return run_on_executor(executor, local, shipped=False)
+        return functools.partial(run_on_executor, executor, local, shipped=False)
     common = _ship_common(kind, target, options)
     payloads = [_ship_batch(index, batch) for index, batch in enumerate(items)]
     if executor is not None:
         shipped = [(run_shipped, (i, common, payload)) for i, payload in enumerate(payloads)]
-        return run_on_executor(executor, shipped, shipped=True)
-    return run_in_spawn_pool(workers, common, payloads)
+        return functools.partial(run_on_executor, executor, shipped, shipped=True)
+    return functools.partial(run_in_spawn_pool, workers, common, payloads)
+
+
+def _progress(
+    monitor: Monitor, kind: str, target: Any, options: dict[str, Any], started: float
+) -> BatchProgress:
+    """The parent-side progress of a call, with the nodes known before any batch ran."""
+    name: str | None
+    nodes: dict[str, NodeStats]
+    if kind == FUNCTION:
+        name = callable_name(target)
+        concurrency: int = options.get("concurrency", 1)
+        # the one queue as run_function_pipeline sizes it; each batch's stats say too
+        nodes = {name: NodeStats(name, concurrency, max(2 * concurrency, 16))}
+    else:
+        pipeline = target if isinstance(target, DagPipeline) else _build_here(target)
+        if pipeline is None:
+            name, nodes = None, {}  # both come with the first finished batch
+        else:
+            name = pipeline.name
+            nodes = {
+                task_id: NodeStats(task_id, task.concurrency, task.bound)
+                for task_id, task in pipeline.tasks.items()
+            }
+    return BatchProgress(
+        monitor, run_id=options.get("run_id"), name=name, nodes=nodes, started=started
+    )
+
+
+def _build_here(factory: Callable[[], Any]) -> DagPipeline | None:
+    """Call the factory once in this process to learn the task ids (None if it fails)."""
+    try:
+        pipeline = factory()
+    except Exception:
+        log.debug(
+            "the pipeline factory failed in the parent process; the monitor "
+            "learns the task ids from the first finished batch",
+            exc_info=True,
+        )
+        return None
+    return pipeline if isinstance(pipeline, DagPipeline) else None
 
 
 def _list_batches(batches: Iterable[Any]) -> list[Any]:

@@ -3,6 +3,8 @@
 Everything here is called by an executor, in a process (or thread) that has no running
 event loop, so each batch gets its own ``asyncio.run``. The outcome travels back as
 bytes: a tagged tuple the parent turns into a ``RunResult`` or a raised exception.
+Workers run without a monitor (``monitor=`` stays in the parent, which shows progress
+batch by batch).
 """
 
 from __future__ import annotations

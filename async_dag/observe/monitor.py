@@ -3,15 +3,20 @@
 A run never calls a monitor per item. One sampler task per run takes a
 :class:`~async_dag.core.results.RunStats` snapshot every ``interval`` seconds and calls
 ``update`` only when a counter changed; ``start`` comes before the first input and
-``finish`` after the last output, also when the run fails or is cancelled.
+``finish`` after the last output, also when the run fails or is cancelled. Batched runs
+in workers (``run_*_in_subprocess``) are shown from the calling process instead, with
+one ``update`` per finished batch.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
 
 from ..core.results import RunStats
+
+log = logging.getLogger("async_dag")
 
 
 class Monitor:
@@ -28,6 +33,14 @@ class Monitor:
 
     def finish(self, stats: RunStats, error: BaseException | None) -> None:
         """The run ended, normally (``error`` is None), by an exception or by cancellation."""
+
+
+def notify(hook: Any, *args: Any) -> None:
+    """Call a monitor hook; a broken display is logged, never the run's problem."""
+    try:
+        hook(*args)
+    except Exception:
+        log.warning("monitor %s failed; the run goes on", hook.__qualname__, exc_info=True)
 
 
 def in_kernel() -> bool:
