@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
-import os
 import re
 import signal
 import sqlite3
@@ -18,6 +16,7 @@ from typing import Any
 
 import psutil
 import pytest
+from _util import default_sigint, kill_session
 
 from async_dag import LoopLimitExceeded, PipelineContext
 
@@ -244,30 +243,6 @@ def test_shipped_feed_runs_out_of_the_box(tmp_path: Path) -> None:
     assert counts["read"] == counts["stored"] + counts["rejected"] + counts["failed"]
     assert counts["rejected"] > 0
     assert len(table(db)) == counts["stored"]
-
-
-def default_sigint() -> None:
-    """In the child before exec: undo a SIGINT ignored by whoever started pytest (CI runners
-    often do, and children inherit it), so SIGINT reaches Python as KeyboardInterrupt."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def kill_session(proc: subprocess.Popen[str]) -> None:
-    """Kill a child started with ``start_new_session=True`` and everything it started: its
-    whole process group, plus every descendant psutil still sees (in case one left it)."""
-    try:
-        descendants = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        descendants = []
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    for child in descendants:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            child.kill()
-    if proc.poll() is None:
-        proc.kill()
-    proc.communicate()
-    psutil.wait_procs(descendants, timeout=10)
 
 
 @pytest.mark.parametrize("extra", [[], ["--processes", "2"]], ids=["in-process", "processes"])

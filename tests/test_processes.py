@@ -23,8 +23,7 @@ from typing import Any
 
 import psutil
 import pytest
-from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.manager import KernelManager
+from _util import default_sigint, kernel_manager, kill_session
 
 from async_dag import (
     DagPipeline,
@@ -381,30 +380,6 @@ if __name__ == "__main__":
 """
 
 
-def default_sigint() -> None:
-    """In the child before exec: undo a SIGINT ignored by whoever started pytest (CI runners
-    often do, and children inherit it), so SIGINT reaches Python as KeyboardInterrupt."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def kill_session(proc: subprocess.Popen[str]) -> None:
-    """Kill a child started with ``start_new_session=True`` and everything it started: its
-    whole process group, plus every descendant psutil still sees (in case one left it)."""
-    try:
-        descendants = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        descendants = []
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    for child in descendants:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            child.kill()
-    if proc.poll() is None:
-        proc.kill()
-    proc.communicate()
-    psutil.wait_procs(descendants, timeout=10)
-
-
 @pytest.mark.timeout(90)
 def test_ctrl_c_leaves_no_orphan_process(tmp_path: Path) -> None:
     """SIGINT while batches sleep: KeyboardInterrupt, and every worker process is gone."""
@@ -532,18 +507,7 @@ print(json.dumps({
 @pytest.mark.timeout(120)
 def test_functions_defined_in_a_kernel_cell(tmp_path: Path) -> None:
     """In a real Jupyter kernel, cell-defined functions and lambdas run in the workers."""
-    spec_dir = tmp_path / "kernels" / "async-dag-processes"
-    spec_dir.mkdir(parents=True)
-    spec = {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "async_dag processes test",
-        "language": "python",
-    }
-    (spec_dir / "kernel.json").write_text(json.dumps(spec))
-    manager = KernelManager(
-        kernel_name="async-dag-processes",
-        kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(tmp_path / "kernels")]),
-    )
+    manager = kernel_manager(tmp_path, "async-dag-processes")
     streams = {"stdout": "", "stderr": ""}
 
     def collect(msg: dict[str, Any]) -> None:

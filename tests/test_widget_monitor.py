@@ -11,8 +11,7 @@ import time
 
 import ipywidgets
 import pytest
-from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.manager import KernelManager
+from _util import kernel_manager
 
 from async_dag import PipelineBuilder, run_function_pipeline
 from async_dag.notebook import PipelineMonitor
@@ -211,18 +210,7 @@ print(json.dumps({"elapsed": elapsed, "inputs": result.stats.inputs,
 def kernel(tmp_path_factory):
     """A real ipykernel running this interpreter; shut down afterwards."""
     tmp_path = tmp_path_factory.mktemp("kernel")
-    spec_dir = tmp_path / "kernels" / "async-dag-test"
-    spec_dir.mkdir(parents=True)
-    spec = {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "async_dag test",
-        "language": "python",
-    }
-    (spec_dir / "kernel.json").write_text(json.dumps(spec))
-    manager = KernelManager(
-        kernel_name="async-dag-test",
-        kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(tmp_path / "kernels")]),
-    )
+    manager = kernel_manager(tmp_path, "async-dag-test")
     manager.start_kernel()
     client = manager.client()
     client.start_channels()
