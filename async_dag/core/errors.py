@@ -1,19 +1,26 @@
-"""What can go wrong, and the record of a failed item.
+"""Everything that can go wrong, and the record of a failed item.
 
-Exception hierarchy::
+The exceptions, each a subclass of the builtin it refines, so existing ``except``
+clauses keep working::
 
     ValueError
-    └── PipelineDefinitionError   a graph that cannot run (raised at build time)
+    └── PipelineDefinitionError   a graph or task option that cannot run (at build time)
     RuntimeError
     └── LoopLimitExceeded         an output wanted a loop edge that is used up
+    TypeError
+    └── ShippingError             something could not be pickled to or from a worker
+    Exception
+    └── RetryAfter                raised by a handler: retry this item after N seconds
 
-``ItemError`` is not an exception: it is what ``on_error="collect"`` keeps for each
-payload that failed for good.
+``ItemError`` is not an exception: it is the record of one payload that failed for good,
+kept in ``results.errors`` under ``on_error="collect"`` and sent down error edges.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 from .context import PipelineContext
 
@@ -39,13 +46,42 @@ class LoopLimitExceeded(RuntimeError):
         return (type(self), (self.source, self.target, self.max_loops, self.data_id))
 
 
+class ShippingError(TypeError):
+    """Something could not be pickled on its way to or from a worker; says which."""
+
+
+class RetryAfter(Exception):  # noqa: N818 - the name says what the handler asks for
+    """Raise from a handler to retry the item after ``seconds`` (an HTTP 429, say).
+
+    The task, and every task sharing its ``RateLimit``, starts no call before then. It
+    counts against ``retries`` whatever ``retry_on`` says; with no retry left the item
+    fails with this exception.
+    """
+
+    def __init__(self, seconds: float, message: str | None = None) -> None:
+        if (
+            not isinstance(seconds, int | float)
+            or isinstance(seconds, bool)
+            or not math.isfinite(seconds)
+            or seconds < 0
+        ):
+            raise ValueError(f"RetryAfter needs a finite number of seconds >= 0, got {seconds!r}")
+        super().__init__(message or f"retry after {seconds:g} s")
+        self.seconds = float(seconds)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.seconds, str(self)))
+
+
 @dataclass(frozen=True, slots=True)
 class ItemError:
-    """One payload that failed for good: where (``node``), with what (``ctx``), and why."""
+    """One payload that failed for good: where (``node``), with what (``ctx``), why
+    (``exception``), and the ``payload`` itself."""
 
     ctx: PipelineContext
     node: str
     exception: BaseException
+    payload: Any = None
 
     @property
     def data_id(self) -> str:

@@ -40,6 +40,9 @@ class NodeStats:
     in_flight: int = 0  # payloads being handled right now
     queue_depth: int = 0  # payloads waiting in the input queue right now
     max_queue_depth: int = 0  # the most that ever waited
+    batches: int = 0  # handler calls of a batch task (batch_size=)
+    abandoned: int = 0  # threaded calls left running after their timeout or their run
+    throttled: float = 0.0  # seconds workers spent waiting for a rate limit or RetryAfter
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,11 @@ class RunStats:
     errors: int  # payloads that failed for good (all nodes)
     nodes: Mapping[str, NodeStats] = field(default_factory=dict)
     done: bool = False
+    total: int | None = None  # the number of inputs, when known (len, length_hint, total=)
+    skipped: int = 0  # inputs a checkpoint had already recorded (no handler called)
+    state: str = "running"  # "running", then "done", "failed" or "cancelled"
+    # the last few failures as (node, data_id, "ExcType: message"), newest last
+    recent_errors: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def rate(self) -> float:

@@ -14,11 +14,9 @@ import pickle
 from types import MappingProxyType
 from typing import Any, ClassVar
 
+from ..core.errors import ShippingError as ShippingError
+
 INSTALL_HINT = "pip install 'async-dag[processes]'"
-
-
-class ShippingError(TypeError):
-    """Something could not be pickled on its way to or from a worker; says which."""
 
 
 def read_only(mapping: dict[Any, Any]) -> MappingProxyType[Any, Any]:

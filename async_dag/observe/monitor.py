@@ -1,46 +1,18 @@
-"""The observer interface every live display implements.
+"""Choosing a live display: what ``monitor=`` means, decided outside the engine.
 
-A run never calls a monitor per item. One sampler task per run takes a
-:class:`~async_dag.core.results.RunStats` snapshot every ``interval`` seconds and calls
-``update`` only when a counter changed; ``start`` comes before the first input and
-``finish`` after the last output, also when the run fails or is cancelled. Batched runs
-in workers (``run_*_in_subprocess``) are shown from the calling process instead, with
-one ``update`` per finished batch.
+The observer interface itself (``Monitor``, ``notify``) lives in the engine
+(:mod:`async_dag.core.observer`) and is re-exported here. Batched runs in workers
+(``run_*_in_subprocess``) are shown from the calling process instead, with one
+``update`` per finished batch.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Any
 
-from ..core.results import RunStats
-
-log = logging.getLogger("async_dag")
-
-
-class Monitor:
-    """Base class of live displays: hooks that do nothing; subclasses pick what to show."""
-
-    #: seconds between two samples (at most about 10 a second is kind to a frontend)
-    interval: float = 0.1
-
-    def start(self, stats: RunStats) -> None:
-        """A run begins; ``stats`` lists its nodes with zero counters."""
-
-    def update(self, stats: RunStats) -> None:
-        """Counters changed since the last call."""
-
-    def finish(self, stats: RunStats, error: BaseException | None) -> None:
-        """The run ended, normally (``error`` is None), by an exception or by cancellation."""
-
-
-def notify(hook: Any, *args: Any) -> None:
-    """Call a monitor hook; a broken display is logged, never the run's problem."""
-    try:
-        hook(*args)
-    except Exception:
-        log.warning("monitor %s failed; the run goes on", hook.__qualname__, exc_info=True)
+from ..core.observer import Monitor as Monitor
+from ..core.observer import notify as notify
 
 
 def in_kernel() -> bool:
