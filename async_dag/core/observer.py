@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .results import RunStats
+
+if TYPE_CHECKING:
+    from .definition import DagPipeline
 
 log = logging.getLogger("async_dag")
 
@@ -34,9 +37,11 @@ class Monitor:
     #: seconds between two samples (at most about 10 a second is kind to a frontend)
     interval: float = 0.1
 
-    def bind_cancel(self, cancel: Callable[[], None]) -> None:
-        """Called before ``start`` with a function that cancels just this run (for a
-        stop button); the default ignores it."""
+    def attach(self, pipeline: DagPipeline | None, cancel: Callable[[], None] | None) -> None:
+        """Called once before ``start``: the pipeline being run (a function pipeline is
+        a one-node graph; None when unknown) and a function that cancels just this run
+        (for a stop button; None when the run cannot be cancelled from here). The
+        default ignores both."""
 
     def start(self, stats: RunStats) -> None:
         """A run begins; ``stats`` lists its nodes with zero counters."""
