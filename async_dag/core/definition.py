@@ -252,6 +252,8 @@ class DagPipeline:
         monitor: Any = None,
         run_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        total: int | None = None,
+        _id_prefix: str = "",
     ) -> RunResult:
         """Run every input through the graph; return the sinks' outputs as a RunResult.
 
@@ -269,6 +271,8 @@ class DagPipeline:
             monitor=monitor,
             run_id=run_id,
             metadata=metadata,
+            total=total,
+            id_prefix=_id_prefix,
         )
         return await Run(self, options).collect()
 
@@ -281,6 +285,8 @@ class DagPipeline:
         monitor: Any = None,
         run_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        total: int | None = None,
+        _id_prefix: str = "",
     ) -> AsyncIterator[tuple[PipelineContext, Any]]:
         """Iterate ``(ctx, value)`` over the sinks' outputs as they come.
 
@@ -297,6 +303,8 @@ class DagPipeline:
             monitor=monitor,
             run_id=run_id,
             metadata=metadata,
+            total=total,
+            id_prefix=_id_prefix,
         )
         return RunIterator(self, options)
 

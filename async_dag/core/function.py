@@ -44,6 +44,8 @@ def _options(
     monitor: Any,
     run_id: str | None,
     metadata: Mapping[str, Any] | None,
+    total: int | None = None,
+    id_prefix: str = "",
 ) -> tuple[DagPipeline, RunOptions]:
     if not callable(pipeline):
         raise TypeError(f"pipeline must be an async function, got {pipeline!r}")
@@ -65,6 +67,8 @@ def _options(
         metadata=metadata,
         # one worker finishes inputs in order already: no reordering needed
         ordered=ordered and concurrency > 1,
+        total=total,
+        id_prefix=id_prefix,
     )
     name = callable_name(pipeline)
     # A queue of at least 16 lets the feeder and the workers hand over inputs in small
@@ -94,6 +98,8 @@ async def run_function_pipeline(
     monitor: Any = None,
     run_id: str | None = None,
     metadata: Mapping[str, Any] | None = None,
+    total: int | None = None,
+    _id_prefix: str = "",
 ) -> RunResult:
     """Call ``pipeline(ctx, item)`` for every input, ``concurrency`` at a time.
 
@@ -116,6 +122,8 @@ async def run_function_pipeline(
         monitor=monitor,
         run_id=run_id,
         metadata=metadata,
+        total=total,
+        id_prefix=_id_prefix,
     )
     return await Run(dag, options).collect()
 
@@ -133,6 +141,8 @@ def iter_function_pipeline(
     monitor: Any = None,
     run_id: str | None = None,
     metadata: Mapping[str, Any] | None = None,
+    total: int | None = None,
+    _id_prefix: str = "",
 ) -> AsyncIterator[tuple[PipelineContext, Any]]:
     """Like :func:`run_function_pipeline`, but yield ``(ctx, value)`` as outputs come.
 
@@ -152,5 +162,7 @@ def iter_function_pipeline(
         monitor=monitor,
         run_id=run_id,
         metadata=metadata,
+        total=total,
+        id_prefix=_id_prefix,
     )
     return RunIterator(dag, options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -35,6 +36,17 @@ def open_inputs(inputs: Any) -> Iterator[Any] | AsyncIterator[Any]:
     return iterator
 
 
+def count_inputs(inputs: Any) -> int | None:
+    """How many inputs there are, when that is known without consuming them."""
+    if hasattr(inputs, "__len__"):
+        try:
+            return len(inputs)
+        except TypeError:
+            return None
+    hint = operator.length_hint(inputs, -1)
+    return hint if hint >= 0 else None
+
+
 def _check_callable(name: str, value: object) -> None:
     if value is not None and not callable(value):
         raise TypeError(f"{name} must be callable or None, got {value!r}")
@@ -52,6 +64,8 @@ class RunOptions:
     run_id: str
     metadata: dict[str, Any] | None
     ordered: bool = False
+    total: int | None = None  # the number of inputs, when known
+    id_prefix: str = ""  # batched runs: data_ids are f"{batch}:{position}"
 
     @classmethod
     def check(
@@ -65,6 +79,8 @@ class RunOptions:
         run_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         ordered: bool = False,
+        total: int | None = None,
+        id_prefix: str = "",
     ) -> RunOptions:
         """Validate run arguments: ValueError for bad values, TypeError for bad types."""
         from ..observe.monitor import resolve_monitor
@@ -77,6 +93,10 @@ class RunOptions:
             raise ValueError(f"run_id must be a non-empty string, got {run_id!r}")
         if not isinstance(ordered, bool):
             raise TypeError(f"ordered must be True or False, got {ordered!r}")
+        if total is not None and (not _is_int(total) or total < 0):
+            raise ValueError(f"total must be a non-negative int or None, got {total!r}")
+        if total is None:
+            total = count_inputs(inputs)
         frozen = freeze_metadata(metadata)
         resolved = resolve_monitor(monitor)
         return cls(
@@ -88,6 +108,8 @@ class RunOptions:
             run_id=run_id if run_id is not None else uuid.uuid4().hex[:12],
             metadata=frozen,
             ordered=ordered,
+            total=total,
+            id_prefix=id_prefix,
         )
 
 

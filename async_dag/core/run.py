@@ -192,7 +192,7 @@ class Run:
 
     def _context(self, payload: Any, node: NodeRuntime) -> PipelineContext:
         key = self.options.key
-        data_id = str(key(payload)) if key is not None else str(self.inputs)
+        data_id = str(key(payload)) if key is not None else self.options.id_prefix + str(self.inputs)
         return _new_ctx(
             PipelineContext, (self.run_id, data_id, (node.id,), 0, self.options.metadata)
         )
@@ -222,8 +222,9 @@ class Run:
         head = (self.run_id,)
         tail = (0, self.options.metadata)
         sources = [(node.queue, (node.id,)) for node in self.sources]
+        prefix = self.options.id_prefix
         for payload in inputs:
-            data_id = str(key(payload)) if key is not None else str(self.inputs)
+            data_id = str(key(payload)) if key is not None else prefix + str(self.inputs)
             for queue, path in sources:
                 item = (_new_ctx(PipelineContext, (*head, data_id, path, *tail)), payload)
                 self.pending += 1
@@ -275,6 +276,7 @@ class Run:
             errors=sum(n.failed for n in self.nodes.values()),
             nodes=nodes,
             done=self._ended is not None,
+            total=self.options.total,
         )
 
     def _signature(self) -> tuple[int, ...]:
