@@ -68,6 +68,11 @@ class PipelineContext(tuple[Any, ...]):
         """The path as one string, ``"fetch>parse"``, as the logs show it."""
         return ">".join(self[2])
 
+    @property
+    def batch(self) -> tuple[PipelineContext, ...]:
+        """In a batch task's call, the contexts of the batch's payloads; else ``()``."""
+        return ()
+
     def _replace(self, **changes: Any) -> PipelineContext:
         """A copy with some fields changed (as for named tuples)."""
         fields = dict(zip(self._fields, (*self[:4], self[4]), strict=True))
@@ -92,6 +97,59 @@ class PipelineContext(tuple[Any, ...]):
             f"PipelineContext(run_id={self[0]!r}, data_id={self[1]!r}, "
             f"path={self.node_path!r}, attempt={self[3]})"
         )
+
+
+class BatchContext(PipelineContext):
+    """The context of one call of a batch task: the first payload's, plus ``batch``."""
+
+    __slots__ = ()
+
+    def __new__(cls, first: PipelineContext, batch: tuple[PipelineContext, ...]) -> BatchContext:
+        return tuple.__new__(cls, (*first[:5], batch))
+
+    @property
+    def batch(self) -> tuple[PipelineContext, ...]:
+        """The contexts of the batch's payloads: ``ctx.batch[i]`` belongs to ``batch[i]``."""
+        return self[5]  # type: ignore[no-any-return]
+
+    def _replace(self, **changes: Any) -> PipelineContext:
+        return BatchContext(PipelineContext._replace(self, **changes), self[5])
+
+    def __getnewargs__(self) -> tuple[Any, ...]:
+        return (PipelineContext(*self[:5]), self[5])
+
+
+# The one place that knows the tuple's layout: (run_id, data_id, path, attempt, metadata).
+_new = tuple.__new__
+
+
+def input_context(
+    run_id: str, data_id: str, node: str, metadata: dict[str, Any] | None
+) -> PipelineContext:
+    """The context of an input as it enters a source node."""
+    return _new(PipelineContext, (run_id, data_id, (node,), 0, metadata))
+
+
+def derive(ctx: PipelineContext, node: str) -> PipelineContext:
+    """The context of an output of ``ctx``'s payload as it moves on to ``node``."""
+    return _new(PipelineContext, (ctx[0], ctx[1], (*ctx[2], node), 0, ctx[4]))
+
+
+def with_attempt(ctx: PipelineContext, attempt: int) -> PipelineContext:
+    """The same context for retry number ``attempt``."""
+    if type(ctx) is BatchContext:
+        return ctx._replace(attempt=attempt)
+    return _new(PipelineContext, (ctx[0], ctx[1], ctx[2], attempt, ctx[4]))
+
+
+def log_extra(ctx: PipelineContext) -> dict[str, Any]:
+    """The context as log-record attributes, as ``log_with_context`` attaches them."""
+    return {
+        "run_id": ctx[0],
+        "data_id": ctx[1],
+        "node": ctx[2][-1] if ctx[2] else "-",
+        "node_path": ">".join(ctx[2]),
+    }
 
 
 def freeze_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any] | None:

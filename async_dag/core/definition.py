@@ -15,17 +15,25 @@ Example::
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import PipelineDefinitionError
 from .handlers import HandlerKind, callable_name, handler_kind
+from .options import DEFAULT_QUEUE_SIZE, Checks, OnError, check_rate_limit
+from .retry import RetryPolicy
 
 if TYPE_CHECKING:
     import graphviz
 
+    from .background import PipelineRun
+    from .checkpoint import Checkpoint
     from .context import PipelineContext
+    from .observer import Monitor
+    from .options import RunOptions
+    from .ratelimit import RateLimit
     from .results import RunResult
 
 Handler = Callable[..., Any]
@@ -37,10 +45,16 @@ class DagTask:
     """A node: an id, a handler called as ``handler(ctx, payload)``, and how to run it.
 
     ``concurrency`` workers take payloads from a queue of ``queue_size`` (default
-    ``2 * concurrency``). A failed call is retried ``retries`` times, ``retry_delay``
-    seconds apart; ``timeout`` bounds one call (one step of a generator). A plain ``def``
-    handler runs in a worker thread unless ``inline=True`` (for cheap pure functions).
-    Options are checked when the task joins a :class:`DagPipeline`.
+    ``max(64, 2 * concurrency)``: fast on cheap steps; lower it for large payloads). A
+    failed call is retried ``retries`` times: ``retry_delay`` seconds before the first
+    retry, times ``retry_backoff`` per further retry, with ``retry_jitter`` and capped at
+    ``retry_max_delay``, for the failures ``retry_on`` accepts. ``timeout`` bounds one
+    call (one step of a generator). ``rate_limit`` (calls per second, or a shared
+    ``RateLimit``) spaces the calls. ``batch_size`` hands the handler lists of payloads
+    (flushed when full, after ``batch_timeout`` seconds, or when nothing else can join);
+    ``join=True`` calls it once per data_id with ``{source: value}``. A plain ``def``
+    runs in a worker thread unless ``inline=True`` (for cheap pure functions). Options
+    are checked when the task joins a :class:`DagPipeline`.
     """
 
     id: str
@@ -51,6 +65,14 @@ class DagTask:
     retry_delay: float = 0.0
     timeout: float | None = None
     inline: bool = False
+    retry_backoff: float = 1.0
+    retry_max_delay: float | None = None
+    retry_jitter: float = 0.0
+    retry_on: Any = Exception
+    rate_limit: Any = None
+    batch_size: int | None = None
+    batch_timeout: float | None = None
+    join: bool = False
 
     @property
     def kind(self) -> HandlerKind:
@@ -60,7 +82,21 @@ class DagTask:
     @property
     def bound(self) -> int:
         """The capacity of this task's input queue."""
-        return self.queue_size if self.queue_size is not None else 2 * self.concurrency
+        if self.queue_size is not None:
+            return self.queue_size
+        return max(DEFAULT_QUEUE_SIZE, 2 * self.concurrency)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The task's retry options as one policy."""
+        return RetryPolicy(
+            retries=self.retries,
+            delay=self.retry_delay,
+            backoff=self.retry_backoff,
+            max_delay=self.retry_max_delay,
+            jitter=self.retry_jitter,
+            retry_on=self.retry_on,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +104,15 @@ class TaskTransition:
     """An edge ``source -> target``, taken when ``when(ctx, value)`` holds (always if None).
 
     ``max_loops=n`` marks a loop edge: one payload's lineage may take it at most n times.
+    ``on_error=True`` makes it an error edge: it carries the failures of ``source`` (as
+    :class:`ItemError` payloads) instead of its outputs.
     """
 
     source: str
     target: str
     when: Predicate | None = None
     max_loops: int | None = None
+    on_error: bool = False
 
     @property
     def is_loop(self) -> bool:
@@ -86,42 +125,45 @@ class TaskTransition:
         return f"{self.source} -> {self.target}"
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _check_task(task: object) -> DagTask:
     if not isinstance(task, DagTask):
         raise PipelineDefinitionError(f"expected a DagTask, got {task!r}")
-    where = f"task {task.id!r}"
     if not isinstance(task.id, str) or not task.id:
         raise PipelineDefinitionError(f"task id must be a non-empty string, got {task.id!r}")
+    check = Checks(f"task {task.id!r}", definition=True)
     if not callable(task.handler):
-        raise PipelineDefinitionError(f"{where}: handler {task.handler!r} is not callable")
-    if not _is_int(task.concurrency) or task.concurrency < 1:
-        raise PipelineDefinitionError(
-            f"{where}: concurrency must be a positive int, got {task.concurrency!r}"
-        )
-    if task.queue_size is not None and (not _is_int(task.queue_size) or task.queue_size < 1):
-        raise PipelineDefinitionError(
-            f"{where}: queue_size must be a positive int or None, got {task.queue_size!r}"
-        )
-    if not _is_int(task.retries) or task.retries < 0:
-        raise PipelineDefinitionError(
-            f"{where}: retries must be a non-negative int, got {task.retries!r}"
-        )
-    if not _is_number(task.retry_delay) or task.retry_delay < 0:
-        raise PipelineDefinitionError(
-            f"{where}: retry_delay must be a non-negative number, got {task.retry_delay!r}"
-        )
-    if task.timeout is not None and (not _is_number(task.timeout) or task.timeout <= 0):
-        raise PipelineDefinitionError(
-            f"{where}: timeout must be a positive number of seconds or None, got {task.timeout!r}"
-        )
+        check.fail(f"handler {task.handler!r} is not callable")
+    check.int_at_least("concurrency", task.concurrency, 1)
+    if task.queue_size is not None:
+        check.int_at_least("queue_size", task.queue_size, 1)
+    check.boolean("inline", task.inline)
+    check.boolean("join", task.join)
+    kind = task.kind
+    check.timeout(task.timeout, inline=task.inline and kind in (HandlerKind.SYNC, HandlerKind.SYNC_GEN))
+    RetryPolicy.check(
+        check.where,
+        definition=True,
+        retries=task.retries,
+        retry_delay=task.retry_delay,
+        retry_backoff=task.retry_backoff,
+        retry_max_delay=task.retry_max_delay,
+        retry_jitter=task.retry_jitter,
+        retry_on=task.retry_on,
+    )
+    check_rate_limit(check, task.rate_limit)
+    if task.batch_size is not None:
+        check.int_at_least("batch_size", task.batch_size, 1)
+        if kind in (HandlerKind.ASYNC_GEN, HandlerKind.SYNC_GEN):
+            check.fail(
+                "a batch handler must return None or one result per payload; "
+                "a generator cannot be a batch handler"
+            )
+        if task.join:
+            check.fail("a task cannot be both a batch task (batch_size) and a join (join=True)")
+    if task.batch_timeout is not None:
+        if task.batch_size is None:
+            check.fail("batch_timeout needs batch_size")
+        check.number("batch_timeout", task.batch_timeout, strict=True)
     return task
 
 
@@ -135,47 +177,18 @@ def _check_edge(edge: object, tasks: Mapping[str, DagTask]) -> TaskTransition:
                 f"edge {edge.source!r} -> {edge.target!r}: unknown {end} task {name!r} "
                 f"(known tasks: {known})"
             )
+    check = Checks(f"edge {edge.label}", definition=True)
     if edge.when is not None and not callable(edge.when):
-        raise PipelineDefinitionError(
-            f"edge {edge.label}: when={edge.when!r} is not callable; pass a function "
-            "when(ctx, value) -> bool"
-        )
-    if edge.max_loops is not None and (not _is_int(edge.max_loops) or edge.max_loops < 1):
-        raise PipelineDefinitionError(
-            f"edge {edge.label}: max_loops must be a positive int, got {edge.max_loops!r}"
-        )
+        check.fail(f"when={edge.when!r} is not callable; pass a function when(ctx, value) -> bool")
+    if edge.max_loops is not None:
+        check.int_at_least("max_loops", edge.max_loops, 1)
+    check.boolean("on_error", edge.on_error)
+    if edge.on_error:
+        if edge.when is not None or edge.max_loops is not None:
+            check.fail("an error edge (on_error=True) takes no when and no max_loops")
+        if tasks[edge.target].join:
+            check.fail(f"an error edge cannot lead to the join {edge.target!r}")
     return edge
-
-
-def _find_cycle(ids: Sequence[str], edges: Sequence[TaskTransition]) -> list[str] | None:
-    """A cycle among forward (non-loop) edges, as a list of node ids, or None."""
-    succ: dict[str, list[str]] = {i: [] for i in ids}
-    for e in edges:
-        if not e.is_loop:
-            succ[e.source].append(e.target)
-    state: dict[str, int] = dict.fromkeys(ids, 0)  # 0 new, 1 on stack, 2 done
-    for root in ids:
-        if state[root]:
-            continue
-        stack: list[tuple[str, int]] = [(root, 0)]
-        trail = [root]
-        state[root] = 1
-        while stack:
-            node, i = stack[-1]
-            if i < len(succ[node]):
-                stack[-1] = (node, i + 1)
-                nxt = succ[node][i]
-                if state[nxt] == 1:
-                    return [*trail[trail.index(nxt) :], nxt]
-                if state[nxt] == 0:
-                    state[nxt] = 1
-                    stack.append((nxt, 0))
-                    trail.append(nxt)
-            else:
-                state[node] = 2
-                stack.pop()
-                trail.pop()
-    return None
 
 
 class DagPipeline:
@@ -210,11 +223,11 @@ class DagPipeline:
         seen: set[tuple[str, str]] = set()
         for edge in transitions:
             edge = _check_edge(edge, by_id)
-            if (edge.source, edge.target) in seen:
+            if (edge.source, edge.target, edge.on_error) in seen:
                 raise PipelineDefinitionError(
                     f"duplicate edge {edge.label}: combine the conditions into one predicate"
                 )
-            seen.add((edge.source, edge.target))
+            seen.add((edge.source, edge.target, edge.on_error))
             edges.append(edge)
         cycle = _find_cycle(list(by_id), edges)
         if cycle is not None:
@@ -223,15 +236,21 @@ class DagPipeline:
                 f"edge {closing} closes a cycle with no max_loops ({' -> '.join(cycle)}); "
                 "add max_loops=N to one of its edges"
             )
-        fed = {e.target for e in edges if not e.is_loop}
+        fed = {e.target for e in edges if not e.is_loop and not e.on_error}
         self.name = name if name is not None else "pipeline"
         self.tasks: dict[str, DagTask] = by_id
         self.transitions: tuple[TaskTransition, ...] = tuple(edges)
-        self.sources: tuple[str, ...] = tuple(i for i in by_id if i not in fed)
-        has_out = {e.source for e in edges}
+        self.sources: tuple[str, ...] = tuple(
+            i for i in by_id if i not in fed and i not in {e.target for e in edges if e.on_error}
+        )
+        has_out = {e.source for e in edges if not e.on_error}
         self.sinks: tuple[str, ...] = tuple(i for i in by_id if i not in has_out)
-        if not self.sources:  # unreachable for an acyclic forward graph; kept as a guard
-            raise PipelineDefinitionError("the pipeline has no source task")
+        if not self.sources:
+            raise PipelineDefinitionError(
+                "the pipeline has no source task: every task has an incoming edge"
+            )
+        _check_error_edges(edges)
+        _check_joins(by_id, edges)
 
     def outgoing(self, task_id: str) -> tuple[TaskTransition, ...]:
         """The edges leaving ``task_id``, in the order they were added."""
@@ -248,32 +267,25 @@ class DagPipeline:
         *,
         result_handler: Callable[..., Any] | None = None,
         key: Callable[[Any], Any] | None = None,
-        on_error: str = "raise",
-        monitor: Any = None,
+        on_error: OnError = "raise",
+        monitor: bool | Monitor | None = None,
         run_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         total: int | None = None,
+        checkpoint: str | os.PathLike[str] | Checkpoint | None = None,
         _id_prefix: str = "",
     ) -> RunResult:
         """Run every input through the graph; return the sinks' outputs as a RunResult.
 
         With ``result_handler(ctx, value)`` (sync or async) each sink output is handed
-        over as it arrives and none is kept. See ``stream`` to iterate instead.
+        over as it arrives and none is kept. ``checkpoint=`` (an SQLite path or a
+        ``Checkpoint``) skips inputs recorded as done by an earlier run and records the
+        ones this run finishes. See ``stream`` to iterate and ``start`` to run in the
+        background.
         """
-        from .options import RunOptions
         from .run import Run
 
-        options = RunOptions.check(
-            inputs,
-            result_handler=result_handler,
-            key=key,
-            on_error=on_error,
-            monitor=monitor,
-            run_id=run_id,
-            metadata=metadata,
-            total=total,
-            id_prefix=_id_prefix,
-        )
+        options = self._options(locals())
         return await Run(self, options).collect()
 
     def stream(
@@ -281,11 +293,12 @@ class DagPipeline:
         inputs: Iterable[Any] | Any,
         *,
         key: Callable[[Any], Any] | None = None,
-        on_error: str = "raise",
-        monitor: Any = None,
+        on_error: OnError = "raise",
+        monitor: bool | Monitor | None = None,
         run_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         total: int | None = None,
+        checkpoint: str | os.PathLike[str] | Checkpoint | None = None,
         _id_prefix: str = "",
     ) -> AsyncIterator[tuple[PipelineContext, Any]]:
         """Iterate ``(ctx, value)`` over the sinks' outputs as they come.
@@ -293,20 +306,48 @@ class DagPipeline:
         ``async for ctx, value in pipeline.stream(inputs): ...``; leaving the loop early
         (``break``) or cancelling the consumer stops the run.
         """
-        from .options import RunOptions
         from .stream import RunIterator
 
-        options = RunOptions.check(
-            inputs,
-            key=key,
-            on_error=on_error,
-            monitor=monitor,
-            run_id=run_id,
-            metadata=metadata,
-            total=total,
-            id_prefix=_id_prefix,
+        return RunIterator(self, self._options(locals()))
+
+    def start(
+        self,
+        inputs: Iterable[Any] | Any,
+        *,
+        result_handler: Callable[..., Any] | None = None,
+        key: Callable[[Any], Any] | None = None,
+        on_error: OnError = "raise",
+        monitor: bool | Monitor | None = None,
+        run_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        total: int | None = None,
+        checkpoint: str | os.PathLike[str] | Checkpoint | None = None,
+    ) -> PipelineRun:
+        """Start the run in the background on the running loop; return its PipelineRun.
+
+        ``run = pipeline.start(urls)`` returns at once; ``await run`` gives the
+        RunResult, ``run.cancel()`` stops it, ``run.results`` shows what came so far.
+        Raises RuntimeError when no event loop is running (``await run_stream`` then).
+        """
+        from .background import start_run
+
+        return start_run(self, self._options({**locals(), "_id_prefix": ""}))
+
+    def _options(self, given: dict[str, Any]) -> RunOptions:
+        from .options import RunOptions
+
+        return RunOptions.check(
+            given["inputs"],
+            result_handler=given.get("result_handler"),
+            key=given["key"],
+            on_error=given["on_error"],
+            monitor=given["monitor"],
+            run_id=given["run_id"],
+            metadata=given["metadata"],
+            total=given["total"],
+            id_prefix=given["_id_prefix"],
+            checkpoint=given["checkpoint"],
         )
-        return RunIterator(self, options)
 
     # -- display (the notebook layer, loaded on first use) -----------------------------
 
@@ -347,7 +388,15 @@ class PipelineBuilder:
         queue_size: int | None = None,
         retries: int = 0,
         retry_delay: float = 0.0,
+        retry_backoff: float = 1.0,
+        retry_max_delay: float | None = None,
+        retry_jitter: float = 0.0,
+        retry_on: Any = Exception,
         timeout: float | None = None,
+        rate_limit: float | RateLimit | None = None,
+        batch_size: int | None = None,
+        batch_timeout: float | None = None,
+        join: bool = False,
         inline: bool = False,
     ) -> PipelineBuilder:
         """Add a task (see :class:`DagTask` for the options); returns the builder."""
@@ -361,6 +410,14 @@ class PipelineBuilder:
                 retry_delay=retry_delay,
                 timeout=timeout,
                 inline=inline,
+                retry_backoff=retry_backoff,
+                retry_max_delay=retry_max_delay,
+                retry_jitter=retry_jitter,
+                retry_on=retry_on,
+                rate_limit=rate_limit,
+                batch_size=batch_size,
+                batch_timeout=batch_timeout,
+                join=join,
             )
         )
         return self
@@ -372,14 +429,61 @@ class PipelineBuilder:
         *,
         when: Predicate | None = None,
         max_loops: int | None = None,
+        on_error: bool = False,
     ) -> PipelineBuilder:
         """Add an edge (see :class:`TaskTransition`); returns the builder."""
-        self._edges.append(TaskTransition(source, target, when=when, max_loops=max_loops))
+        self._edges.append(
+            TaskTransition(source, target, when=when, max_loops=max_loops, on_error=on_error)
+        )
         return self
 
     def build(self) -> DagPipeline:
         """Validate and return the pipeline; raises PipelineDefinitionError if invalid."""
         return DagPipeline(self._tasks, self._edges, name=self.name)
+
+
+def _check_error_edges(edges: Sequence[TaskTransition]) -> None:
+    seen: dict[str, str] = {}
+    for edge in edges:
+        if edge.on_error:
+            if edge.source in seen:
+                raise PipelineDefinitionError(
+                    f"task {edge.source!r} has two error edges ({edge.source} -> "
+                    f"{seen[edge.source]} and {edge.label}); a task has at most one"
+                )
+            seen[edge.source] = edge.target
+
+
+def _check_joins(tasks: Mapping[str, DagTask], edges: Sequence[TaskTransition]) -> None:
+    for task in tasks.values():
+        if not task.join:
+            continue
+        incoming = [e for e in edges if e.target == task.id]
+        if len(incoming) < 2:
+            raise PipelineDefinitionError(
+                f"join {task.id!r} has {len(incoming)} incoming edge(s); a join needs at "
+                "least two (drop join=True for a task fed by one edge)"
+            )
+        if task.id in upstream_of(task.id, edges):
+            raise PipelineDefinitionError(
+                f"join {task.id!r} lies on a cycle; a join may not (it could wait for itself)"
+            )
+
+
+def upstream_of(task_id: str, edges: Sequence[TaskTransition]) -> set[str]:
+    """Every task from which some path of edges (loop and error edges included) leads to
+    ``task_id``."""
+    preds: dict[str, list[str]] = {}
+    for e in edges:
+        preds.setdefault(e.target, []).append(e.source)
+    seen: set[str] = set()
+    todo = list(preds.get(task_id, ()))
+    while todo:
+        node = todo.pop()
+        if node not in seen:
+            seen.add(node)
+            todo.extend(preds.get(node, ()))
+    return seen
 
 
 def describe_predicate(edge: TaskTransition) -> str | None:

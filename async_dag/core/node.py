@@ -1,329 +1,256 @@
-"""One task's life inside one run: its queue, its counters, calling its handler, routing.
+"""One task's life inside one run: its queue, its counters, and calling its handler.
 
-The hot path lives here. Per payload a worker does: take from the queue, call the
-handler, and per output either hand it to the sink or push ``(ctx, value)`` to each
-target whose predicate holds. Counters are plain ints on this object; observers read
-them from the sampler, never from here.
+Everything here is decided once, when the run starts: how the handler is called
+(awaited, inline, in a thread, driven as a generator), with which retry policy, timeout
+and rate limit, and where its outputs go (``emit``, from :mod:`.routing`). The worker
+loop (:mod:`.worker`) then only takes payloads and hands them over. Counters are plain
+ints on this object; observers read them from the sampler, never from here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
+import logging
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
-from .context import PipelineContext
-from .definition import DagTask, TaskTransition, describe_predicate
-from .errors import LoopLimitExceeded
-from .handlers import HandlerKind
+from .context import PipelineContext, log_extra, with_attempt
+from .errors import RetryAfter
+from .handlers import HandlerKind, callable_name
 from .queue import NodeQueue
+from .threads import Lanes
 
 if TYPE_CHECKING:
+    from .definition import DagTask
+    from .ratelimit import RateLimit
+    from .retry import RetryPolicy
     from .run import Run
 
-_new_ctx = tuple.__new__
-FAILED: Any = object()  # returned by a call that failed for good (already recorded)
-Out = Callable[[PipelineContext, Any], Awaitable[None]]
+log = logging.getLogger("async_dag")
 
-
-class Edge:
-    """An edge resolved for one run: the target node, its predicate and loop bound."""
-
-    __slots__ = ("label", "max_loops", "source", "target", "when", "when_name")
-
-    def __init__(self, spec: TaskTransition, target: NodeRuntime) -> None:
-        self.source = spec.source
-        self.target = target
-        self.when = spec.when
-        self.max_loops = spec.max_loops
-        self.label = spec.label
-        self.when_name = describe_predicate(spec) or ""
-
-    def times_taken(self, path: tuple[str, ...]) -> int:
-        """How often a lineage with this path already took this edge."""
-        src, dst = self.source, self.target.id
-        return sum(1 for a, b in itertools.pairwise(path) if a == src and b == dst)
+Emit = Callable[[PipelineContext, Any], "Awaitable[None] | None"]
+_END: Any = object()  # what ``next(gen, _END)`` returns when a sync generator is done
 
 
 class NodeRuntime:
-    """A task's per-run state: queue, counters, and how to call and route."""
+    """A task's per-run state: queue, counters, and how to call it."""
 
-    __slots__ = (
-        "concurrency",
-        "edges",
-        "emitted",
-        "failed",
-        "filtered",
-        "handler",
-        "id",
-        "in_flight",
-        "inline",
-        "kind",
-        "queue",
-        "received",
-        "retried",
-        "retries",
-        "retry_delay",
-        "route",
-        "run",
-        "timeout",
-        "unrouted",
-    )
-
-    def __init__(self, task: DagTask, run: Run) -> None:
+    def __init__(self, task: DagTask, run: Run, index: int) -> None:
         self.id = task.id
+        self.task = task
+        self.index = index
         self.run = run
         self.handler = task.handler
         self.kind = task.kind
-        self.inline = task.inline
         self.concurrency = task.concurrency
-        self.retries = task.retries
-        self.retry_delay = task.retry_delay
+        self.policy: RetryPolicy = task.retry_policy
         self.timeout = task.timeout
+        self.threaded = self.kind in (HandlerKind.SYNC, HandlerKind.SYNC_GEN) and not task.inline
+        self.awaits = self.kind is HandlerKind.ASYNC
+        self.limit: RateLimit | None = None
+        self.resume_at = 0.0  # a RetryAfter without a shared RateLimit pauses this task
         self.queue = NodeQueue(task.bound)
-        self.edges: list[Edge] = []
-        self.route: Out = self._route_general
+        self.lanes = Lanes(f"async_dag:{task.id}") if self.threaded else None
+        self.emit: Emit = _unset_emit
+        self.error_target: NodeRuntime | None = None
+        self.joins_below: tuple[int, ...] = ()  # joins this node can still reach
+        self.join_index: int | None = None
+        # the worker loop calls the handler itself ("direct") or hands over to ``invoke``
+        self.direct = False
+        self.invoke: Callable[[Any, Any], Awaitable[None]] = self.invoke_one
         self.received = self.emitted = self.failed = self.retried = 0
-        self.unrouted = self.filtered = self.in_flight = 0
+        self.unrouted = self.filtered = self.in_flight = self.batches = 0
+        self.throttled = 0.0
 
-    def connect(self, edges: list[Edge], is_sink: bool) -> None:
-        """Set the outgoing edges and pick the cheapest routing that is still exact."""
-        self.edges = edges
-        if is_sink:
-            self.route = self.run.sink_output(self)
-        elif len(edges) == 1 and edges[0].when is None and edges[0].max_loops is None:
-            self.route = self._route_single
-        else:
-            self.route = self._route_general
+    @property
+    def abandoned(self) -> int:
+        """Threaded calls given up on (timed out, or still running when the run ended)."""
+        return self.lanes.abandoned if self.lanes is not None else 0
 
-    # -- routing ---------------------------------------------------------------------
-
-    async def _route_single(self, ctx: PipelineContext, value: Any) -> None:
-        target = self.edges[0].target
-        item = (_new_ctx(PipelineContext, (ctx[0], ctx[1], (*ctx[2], target.id), 0, ctx[4])), value)
-        self.run.pending += 1
-        queue = target.queue
-        if len(queue.items) < queue.maxsize:
-            queue.force_put(item)
-        else:
-            await queue.put(item)
-
-    async def _route_general(self, ctx: PipelineContext, value: Any) -> None:
-        chosen: list[Edge] = []
-        for edge in self.edges:
-            when = edge.when
-            try:
-                if when is not None and not when(ctx, value):
-                    continue
-            except Exception as exc:
-                exc.add_note(f"raised by the predicate of edge {edge.label}")
-                self.run.fail(self, ctx, exc)
-                return
-            if edge.max_loops is not None and edge.times_taken(ctx.path) >= edge.max_loops:
-                exc2 = LoopLimitExceeded(edge.source, edge.target.id, edge.max_loops, ctx.data_id)
-                self.run.fail(self, ctx, exc2)
-                return
-            chosen.append(edge)
-        run = self.run
-        if not chosen:
-            self.unrouted += 1
-            if run.debug:
-                run.log_debug(ctx, "unrouted output of %s: no edge holds", self.id)
-            return
-        for edge in chosen:
-            target = edge.target
-            new = _new_ctx(PipelineContext, (ctx[0], ctx[1], (*ctx[2], target.id), 0, ctx[4]))
-            run.pending += 1
-            if edge.max_loops is not None:
-                if run.debug:
-                    run.log_debug(
-                        new,
-                        "loop back along %s (when=%s, max_loops=%d)",
-                        edge.label,
-                        edge.when_name,
-                        edge.max_loops,
-                    )
-                target.queue.force_put((new, value))
-                continue
-            if run.debug and (edge.when is not None or len(chosen) > 1):
-                if edge.when is None:
-                    run.log_debug(new, "routed along %s", edge.label)
-                else:
-                    run.log_debug(new, "routed along %s (when=%s)", edge.label, edge.when_name)
-            queue = target.queue
-            if len(queue.items) < queue.maxsize:
-                queue.force_put((new, value))
-            else:
-                await queue.put((new, value))
-
-    # -- the worker loop -------------------------------------------------------------
-
-    async def work(self) -> None:
-        """One worker: take payloads from the queue until cancelled.
-
-        The common case (an ``async def`` or inline ``def`` with no retries or timeout,
-        whose output goes to one unconditional edge or straight out of a sink) is
-        inlined here: at most one coroutine per payload, the handler's own. Anything
-        else goes through ``process``. A bug or an unexpected BaseException stops the run with it.
-        """
-        run = self.run
-        queue = self.queue
-        items = queue.items
-        handler = self.handler
-        process = self.process
-        route = self.route
-        # the inlined case: one value per call, no retries or timeout, async or inline sync
-        awaits = self.kind is HandlerKind.ASYNC
-        fast = (
-            (awaits or (self.kind is HandlerKind.SYNC and self.inline))
-            and not self.retries
+    def choose_path(self, tracking: bool) -> None:
+        """Decide once whether the worker loop may call the handler itself."""
+        task = self.task
+        self.direct = (
+            (self.awaits or (self.kind is HandlerKind.SYNC and not self.threaded))
+            and self.policy.retries == 0
             and self.timeout is None
-        )
-        target: NodeQueue | None = None
-        target_id = ""
-        if route == self._route_single:
-            target = self.edges[0].target.queue
-            target_id = self.edges[0].target.id
-        is_sink = not self.edges
-        collecting = is_sink and run.collecting
-        hand_over = run.result_handler if is_sink else None
-        values, contexts = run.values, run.contexts
-        try:
-            while True:
-                if items:
-                    ctx, payload = items.popleft()
-                    if queue.putters:
-                        queue.wake_putter()
-                else:
-                    ctx, payload = await queue.get()
-                self.received += 1
-                self.in_flight += 1
-                if fast:
-                    try:
-                        value = handler(ctx, payload)
-                        if awaits:
-                            value = await value
-                    except Exception as exc:
-                        run.fail(self, ctx, exc)
-                    else:
-                        self.emitted += 1
-                        if target is not None:
-                            # hand on: the payload's place in `pending` passes to its output
-                            item = (
-                                _new_ctx(
-                                    PipelineContext,
-                                    (ctx[0], ctx[1], (*ctx[2], target_id), 0, ctx[4]),
-                                ),
-                                value,
-                            )
-                            titems = target.items
-                            if len(titems) < target.maxsize:
-                                titems.append(item)
-                                if len(titems) > target.max_depth:
-                                    target.max_depth = len(titems)
-                                if target.getters:
-                                    target.wake_getter()
-                            else:
-                                await target.put(item)
-                            self.in_flight -= 1
-                            continue
-                        if collecting:
-                            run.outputs += 1
-                            values.append(value)
-                            contexts.append(ctx)
-                        elif hand_over is not None:
-                            run.outputs += 1
-                            try:
-                                result = hand_over(ctx, value)
-                                if result is not None and asyncio.iscoroutine(result):
-                                    await result
-                            except Exception as exc:
-                                run.fail_result_handler(self, ctx, exc)
-                        else:
-                            await route(ctx, value)
-                else:
-                    await process(ctx, payload, route)
-                self.in_flight -= 1
-                run.pending -= 1
-                if not run.pending:
-                    run.check_finished()
-        except BaseException as exc:
-            if worker_exit(run, self, exc):
-                raise
-
-    # -- calling the handler ---------------------------------------------------------
-
-    def _call(self, ctx: PipelineContext, payload: Any) -> Any:
-        """Start one call of a one-value handler; an awaitable unless inline sync."""
-        kind = self.kind
-        if kind is HandlerKind.ASYNC:
-            return self.handler(ctx, payload)
-        if self.inline:
-            return self.handler(ctx, payload)
-        return asyncio.get_running_loop().run_in_executor(
-            self.run.executor(), self.handler, ctx, payload
+            and self.limit is None
+            and task.batch_size is None
+            and not task.join
+            and not tracking
         )
 
-    async def call_once(self, ctx: PipelineContext, payload: Any) -> Any:
-        """Call a one-value handler with this task's retries and timeout.
+    # -- the general path ------------------------------------------------------------
 
-        Returns ``(ctx, value)`` with the context of the attempt that succeeded, or
-        FAILED after recording the failure with the run.
+    async def invoke_one(self, ctx: PipelineContext, payload: Any) -> None:
+        """Handle one payload completely, then end its share of the run's work."""
+        self.received += 1
+        self.in_flight += 1
+        await self.handle(ctx, payload, self.emit)
+        self.in_flight -= 1
+        self.run.finish(ctx, self)
+
+    async def handle(self, ctx: PipelineContext, payload: Any, emit: Emit) -> None:
+        """Call the handler on ``payload`` (retries included), send its outputs to
+        ``emit``, or record its failure."""
+        if self.kind is HandlerKind.ASYNC_GEN or self.kind is HandlerKind.SYNC_GEN:
+            await self.handle_generator(ctx, payload, emit)
+            return
+        ok, ctx, value = await self.call(ctx, payload)
+        if not ok:
+            self.run.fail(self, ctx, value, payload)
+            return
+        self.emitted += 1
+        pending = emit(ctx, value)
+        if pending is not None:
+            await pending
+
+    async def call(self, ctx: PipelineContext, payload: Any) -> tuple[bool, PipelineContext, Any]:
+        """Call a one-value handler with retries, timeout and rate limit.
+
+        Returns ``(True, ctx, value)`` with the context of the attempt that succeeded,
+        or ``(False, ctx, exception)`` once the payload has failed for good.
         """
+        policy = self.policy
         attempt = 0
-        is_awaitable = self.kind is HandlerKind.ASYNC or not self.inline
         while True:
+            if self.limit is not None or self.resume_at:
+                await self.wait_turn()
+            error: BaseException | None = None
+            value: Any = None
             try:
-                if self.timeout is None:
-                    result = self._call(ctx, payload)
-                    return ctx, (await result) if is_awaitable else result
-                async with asyncio.timeout(self.timeout):
-                    result = self._call(ctx, payload)
-                    return ctx, (await result) if is_awaitable else result
+                if self.threaded:
+                    assert self.lanes is not None
+                    done, value = await self.lanes.call(self.timeout, self.handler, ctx, payload)
+                    if not done:
+                        error, value = value, None
+                    elif type(value) is CoroutineType:
+                        error, value = self.returned_coroutine(value), None
+                elif self.timeout is None:
+                    value = self.handler(ctx, payload)
+                    if self.awaits:
+                        value = await value
+                    elif type(value) is CoroutineType:
+                        error, value = self.returned_coroutine(value), None
+                else:
+                    async with asyncio.timeout(self.timeout) as scope:
+                        value = await self.handler(ctx, payload)
+                    if scope.expired():  # it swallowed the cancellation and returned anyway
+                        error = self.timed_out()
+            except TimeoutError:
+                error = self.timed_out()
             except Exception as exc:
-                if attempt >= self.retries:
-                    self.run.fail(self, ctx, exc)
-                    return FAILED
+                error = exc
+            if error is None:
+                return True, ctx, value
+            retry = await self.judge(error, attempt, ctx)
+            if retry is not True:
+                return False, ctx, retry if retry is not False else error
             attempt += 1
-            self.retried += 1
-            if self.retry_delay:
-                await asyncio.sleep(self.retry_delay)
-            ctx = ctx._replace(attempt=attempt)
+            ctx = with_attempt(ctx, attempt)
 
-    async def call_generator(self, ctx: PipelineContext, payload: Any, out: Out) -> None:
-        """Drive a generator handler, sending each output to ``out`` as it comes.
+    async def judge(
+        self, error: BaseException, attempt: int, ctx: PipelineContext
+    ) -> bool | BaseException:
+        """After a failed call: True (wait and retry), False (final), or the exception a
+        ``retry_on`` predicate raised (final, that is the failure)."""
+        policy = self.policy
+        if attempt >= policy.retries:
+            if isinstance(error, RetryAfter):
+                self.pause(error.seconds)
+            return False
+        try:
+            if not policy.matches(error):
+                return False
+        except Exception as exc:
+            exc.add_note(f"raised by retry_on of task {self.id!r} judging {error!r}")
+            return exc
+        self.retried += 1
+        delay = policy.wait_before(attempt + 1, error)
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "retry %d of %d for %s in %s s after %s: %s",
+                attempt + 1,
+                policy.retries,
+                self.id,
+                f"{delay:.3g}",
+                type(error).__name__,
+                error,
+                extra=log_extra(ctx),
+            )
+        if isinstance(error, RetryAfter):
+            self.pause(delay)  # the retry waits at the gate, like every other call
+        elif delay > 0:
+            await asyncio.sleep(delay)
+        return True
 
-        A failure before the first output is retried; one after it is final.
+    def pause(self, seconds: float) -> None:
+        """No call of this task (or of the tasks sharing its RateLimit) starts for a while."""
+        if self.limit is not None:
+            self.limit.pause(seconds)
+        else:
+            self.resume_at = max(self.resume_at, asyncio.get_running_loop().time() + seconds)
+
+    async def wait_turn(self) -> None:
+        """Wait for a RetryAfter pause to end and for the rate limit's next slot."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self.resume_at > now:
+            await asyncio.sleep(self.resume_at - now)
+            self.throttled += loop.time() - now
+        if self.limit is not None:
+            self.throttled += await self.limit.acquire()
+
+    def timed_out(self) -> TimeoutError:
+        """The failure of a call that ran past ``timeout``."""
+        return TimeoutError(f"a call of task {self.id!r} took longer than timeout={self.timeout:g} s")
+
+    def returned_coroutine(self, value: Any) -> TypeError:
+        """The failure of a plain ``def`` that returned a coroutine (closed unawaited)."""
+        value.close()
+        return TypeError(
+            f"handler {callable_name(self.handler)!r} of task {self.id!r} is a plain def that "
+            "returned a coroutine; declare it with async def"
+        )
+
+    # -- generators ------------------------------------------------------------------
+
+    async def handle_generator(self, ctx: PipelineContext, payload: Any, emit: Emit) -> None:
+        """Drive a generator handler, sending each output on as it comes.
+
+        A failure before the first output is retried; one after it is final (its
+        outputs have already gone on).
         """
         attempt = 0
         while True:
+            if self.limit is not None or self.resume_at:
+                await self.wait_turn()
             produced = 0
+            error: BaseException | None = None
             try:
                 if self.kind is HandlerKind.ASYNC_GEN:
-                    produced = await self._drive_async_gen(ctx, payload, out)
+                    produced = await self._drive_async(ctx, payload, emit)
                 else:
-                    produced = await self._drive_sync_gen(ctx, payload, out)
-            except _AfterOutput as wrapped:
-                self.run.fail(self, ctx, wrapped.error)
-                return
-            except Exception as exc:
-                if attempt >= self.retries:
-                    self.run.fail(self, ctx, exc)
+                    produced = await self._drive_sync(ctx, payload, emit)
+            except _Failed as failed:
+                if failed.after_output:
+                    self.run.fail(self, ctx, failed.error, payload)
                     return
-            else:
+                error = failed.error
+            if error is None:
                 if produced == 0:
                     self.filtered += 1
                 return
+            retry = await self.judge(error, attempt, ctx)
+            if retry is not True:
+                self.run.fail(self, ctx, retry if retry is not False else error, payload)
+                return
             attempt += 1
-            self.retried += 1
-            if self.retry_delay:
-                await asyncio.sleep(self.retry_delay)
-            ctx = ctx._replace(attempt=attempt)
+            ctx = with_attempt(ctx, attempt)
 
-    async def _drive_async_gen(self, ctx: PipelineContext, payload: Any, out: Out) -> int:
+    async def _drive_async(self, ctx: PipelineContext, payload: Any, emit: Emit) -> int:
         agen = self.handler(ctx, payload)
         produced = 0
         timeout = self.timeout
@@ -333,85 +260,69 @@ class NodeRuntime:
                     if timeout is None:
                         value = await agen.__anext__()
                     else:
-                        async with asyncio.timeout(timeout):
+                        async with asyncio.timeout(timeout) as scope:
                             value = await agen.__anext__()
+                        if scope.expired():
+                            raise self.timed_out()
                 except StopAsyncIteration:
                     return produced
+                except TimeoutError:
+                    raise _Failed(self.timed_out(), produced > 0) from None
                 except Exception as exc:
-                    if produced:
-                        raise _AfterOutput(exc) from None
-                    raise
+                    raise _Failed(exc, produced > 0) from None
                 produced += 1
                 self.emitted += 1
-                await out(ctx, value)
+                pending = emit(ctx, value)
+                if pending is not None:
+                    await pending
         finally:
-            await agen.aclose()
+            with contextlib.suppress(Exception):
+                await agen.aclose()
 
-    async def _drive_sync_gen(self, ctx: PipelineContext, payload: Any, out: Out) -> int:
-        end = object()
+    async def _drive_sync(self, ctx: PipelineContext, payload: Any, emit: Emit) -> int:
         gen = self.handler(ctx, payload)  # creating a generator runs none of its code
         produced = 0
+        lanes = self.lanes
         try:
             while True:
                 try:
-                    if self.inline:
-                        value = next(gen, end)
+                    if lanes is None:
+                        value = next(gen, _END)
                     else:
-                        step = asyncio.get_running_loop().run_in_executor(
-                            self.run.executor(), next, gen, end
-                        )
-                        if self.timeout is None:
-                            value = await step
-                        else:
-                            async with asyncio.timeout(self.timeout):
-                                value = await step
-                except Exception as exc:
-                    if produced:
-                        raise _AfterOutput(exc) from None
+                        done, value = await lanes.call(self.timeout, next, gen, _END)
+                        if not done:
+                            raise _Failed(value, produced > 0)
+                except _Failed:
                     raise
-                if value is end:
+                except TimeoutError:
+                    raise _Failed(self.timed_out(), produced > 0) from None
+                except Exception as exc:
+                    raise _Failed(exc, produced > 0) from None
+                if value is _END:
                     return produced
                 produced += 1
                 self.emitted += 1
-                await out(ctx, value)
+                pending = emit(ctx, value)
+                if pending is not None:
+                    await pending
         finally:
-            with contextlib.suppress(ValueError):  # a timed-out next() still runs
+            with contextlib.suppress(Exception):  # a generator still running in its thread
                 gen.close()
 
-    async def process(self, ctx: PipelineContext, payload: Any, out: Out) -> None:
-        """Handle one payload completely: call, retry, and send the outputs to ``out``."""
-        if self.kind is HandlerKind.ASYNC_GEN or self.kind is HandlerKind.SYNC_GEN:
-            await self.call_generator(ctx, payload, out)
-            return
-        result = await self.call_once(ctx, payload)
-        if result is not FAILED:
-            self.emitted += 1
-            await out(*result)
+    def close(self) -> None:
+        """End this node's idle threads (the run is over)."""
+        if self.lanes is not None:
+            self.lanes.close()
 
 
-def worker_exit(run: Run, node: NodeRuntime, exc: BaseException) -> bool:
-    """Decide how a worker ends: True to re-raise (the run cancelled it), else the
-    exception (a bug, KeyboardInterrupt, a stray CancelledError) stops the run."""
-    node.in_flight = 0
-    if isinstance(exc, asyncio.CancelledError):
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            return True
-        exc = RuntimeError(f"a handler of {node.id!r} raised CancelledError")
-    run.abort(exc)
-    return False
+def _unset_emit(ctx: PipelineContext, value: Any) -> None:
+    raise RuntimeError("internal error: a node's outputs have nowhere to go")
 
 
-class _AfterOutput(Exception):
-    """A generator failed after it had yielded: not retried."""
+class _Failed(Exception):
+    """A generator step failed; after an output it is final (not retried)."""
 
-    def __init__(self, error: Exception) -> None:
+    def __init__(self, error: BaseException, after_output: bool) -> None:
         super().__init__(str(error))
         self.error = error
-
-
-def make_executor(workers: int) -> Executor:
-    """A thread pool for the sync handlers of one run."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    return ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="async_dag")
+        self.after_output = after_output

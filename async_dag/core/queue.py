@@ -1,8 +1,10 @@
-"""The bounded FIFO in front of each node: asyncio.Queue's contract, trimmed for the hot path.
+"""The bounded FIFO in front of each node, owning its fast path.
 
 Compared with ``asyncio.Queue`` it drops task accounting (the run counts work in flight
-itself), remembers the deepest it has been, and has ``force_put`` for loop-backs, which
-must never wait on a queue that only the waiting worker could drain.
+itself), remembers the deepest it has been, has ``force_put`` for loop-backs (which must
+never wait on a queue that only the waiting worker could drain), and can be closed when
+a run winds down. As trio's channels do, the work is in the non-waiting methods
+(``offer``, ``take``); ``put`` and ``get`` only wait and call them again.
 """
 
 from __future__ import annotations
@@ -11,88 +13,115 @@ import asyncio
 from collections import deque
 from typing import Any
 
+EMPTY: Any = object()  # what ``take`` returns when there is nothing to take
+
+
+class QueueClosed(BaseException):  # noqa: N818 - ends a worker like a cancellation does
+    """The run is winding down: the queue takes and gives nothing more."""
+
 
 class NodeQueue:
-    """A bounded FIFO queue for one event loop.
+    """A bounded FIFO queue for one event loop."""
 
-    The hot path may touch ``items`` directly: after taking an item it calls
-    ``wake_putter`` if ``putters`` is non-empty, and after appending one (only while
-    ``len(items) < maxsize``) it updates ``max_depth`` and calls ``wake_getter`` if
-    ``getters`` is non-empty. Everything else goes through the methods."""
-
-    __slots__ = ("getters", "items", "max_depth", "maxsize", "putters")
+    __slots__ = ("_getters", "_items", "_putters", "closed", "max_depth", "maxsize")
 
     def __init__(self, maxsize: int) -> None:
-        self.items: deque[Any] = deque()
+        self._items: deque[Any] = deque()
         self.maxsize = maxsize
         self.max_depth = 0
-        self.getters: deque[asyncio.Future[None]] = deque()
-        self.putters: deque[asyncio.Future[None]] = deque()
+        self.closed = False
+        self._getters: deque[asyncio.Future[None]] = deque()
+        self._putters: deque[asyncio.Future[None]] = deque()
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self._items)
 
     def __repr__(self) -> str:
-        return f"<NodeQueue {len(self.items)}/{self.maxsize}>"
+        return f"<NodeQueue {len(self._items)}/{self.maxsize}>"
 
-    @staticmethod
-    def _wake(waiters: deque[asyncio.Future[None]]) -> None:
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+    # -- the fast path -------------------------------------------------------------
 
-    def wake_putter(self) -> None:
-        """Let one blocked ``put`` go on (call after taking an item from ``items``)."""
-        self._wake(self.putters)
-
-    def wake_getter(self) -> None:
-        """Let one blocked ``get`` go on (call after appending to ``items``)."""
-        self._wake(self.getters)
-
-    def force_put(self, item: Any) -> None:
-        """Append even when full: for loop-backs only; the run's budget bounds them."""
-        items = self.items
+    def offer(self, item: Any) -> bool:
+        """Append ``item`` if there is room; False (nothing done) when full."""
+        items = self._items
+        if len(items) >= self.maxsize:
+            return False
         items.append(item)
         if len(items) > self.max_depth:
             self.max_depth = len(items)
-        if self.getters:
-            self._wake(self.getters)
+        if self._getters:
+            _wake(self._getters)
+        return True
+
+    def take(self) -> Any:
+        """The oldest item, or ``EMPTY`` when there is none."""
+        if not self._items:
+            return EMPTY
+        item = self._items.popleft()
+        if self._putters:
+            _wake(self._putters)
+        return item
+
+    def force_put(self, item: Any) -> None:
+        """Append even when full: loop-backs and markers, which the run's budget bounds."""
+        if self.closed:
+            raise QueueClosed
+        items = self._items
+        items.append(item)
+        if len(items) > self.max_depth:
+            self.max_depth = len(items)
+        if self._getters:
+            _wake(self._getters)
+
+    # -- waiting -------------------------------------------------------------------
 
     async def put(self, item: Any) -> None:
         """Append ``item``, first waiting while the queue is full."""
-        items = self.items
-        while len(items) >= self.maxsize:
-            waiter = asyncio.get_running_loop().create_future()
-            self.putters.append(waiter)
-            try:
-                await waiter
-            except BaseException:
-                waiter.cancel()
-                if waiter in self.putters:
-                    self.putters.remove(waiter)
-                elif len(items) < self.maxsize:
-                    self._wake(self.putters)  # pass on the wake-up we were given
-                raise
-        self.force_put(item)
+        while not self.offer(item):
+            await self._wait(self._putters)
 
     async def get(self) -> Any:
         """Take the oldest item, first waiting while the queue is empty."""
-        items = self.items
-        while not items:
-            waiter = asyncio.get_running_loop().create_future()
-            self.getters.append(waiter)
-            try:
-                await waiter
-            except BaseException:
-                waiter.cancel()
-                if waiter in self.getters:
-                    self.getters.remove(waiter)
-                elif items:
-                    self._wake(self.getters)
-                raise
-        item = items.popleft()
-        if self.putters:
-            self._wake(self.putters)
-        return item
+        while True:
+            item = self.take()
+            if item is not EMPTY:
+                return item
+            await self._wait(self._getters)
+
+    async def _wait(self, waiters: deque[asyncio.Future[None]]) -> None:
+        if self.closed:
+            raise QueueClosed
+        waiter = asyncio.get_running_loop().create_future()
+        waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter in waiters:
+                waiters.remove(waiter)
+            elif waiter.done() and not waiter.cancelled():
+                _wake(waiters)  # pass on the wake-up we were given
+            raise
+        if self.closed:
+            raise QueueClosed
+
+    def close(self) -> int:
+        """Drop what is queued and make every waiting and later ``put``/``get`` raise
+        :class:`QueueClosed`; returns how many items were dropped."""
+        self.closed = True
+        self.maxsize = 0  # ``offer`` now refuses, and ``put`` raises
+        dropped = len(self._items)
+        self._items.clear()
+        for waiters in (self._getters, self._putters):
+            while waiters:
+                waiter = waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+        return dropped
+
+
+def _wake(waiters: deque[asyncio.Future[None]]) -> None:
+    while waiters:
+        waiter = waiters.popleft()
+        if not waiter.done():
+            waiter.set_result(None)
+            return

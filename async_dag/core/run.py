@@ -1,15 +1,21 @@
-"""One run of a pipeline: queues, workers, the in-flight count, errors and the end.
+"""One run of a pipeline: the feeder, the count of work in flight, and the lifecycle.
 
-A run is a fresh object used once. ``pending`` counts payloads that are queued or being
-handled anywhere; the feeder adds one per source per input, routing adds one per output
-sent on, a worker removes one when it has finished a payload. The run is over when the
-input is exhausted and ``pending`` is zero, which holds with loops too, where
-end-of-stream markers would not.
+A run is a fresh object used once. ``active`` counts payloads queued or being handled
+anywhere (and markers on their way); the feeder adds one per source per input, routing
+adds one per payload it sends on, and a payload's end removes one. ``parked`` counts
+the payloads among them that wait in a batch or a join. The run is over when the input
+is exhausted and ``active`` is zero, which holds with loops too, where end-of-stream
+markers would not; when only parked payloads are left, the batches are flushed.
 
 Deadlock freedom: a worker only ever waits on a full queue along a forward edge, and the
 forward edges form an acyclic graph (the definition checks it), so some waiting put can
-always proceed. Loop-backs never wait (``force_put``); they replace the payload they
-came from, so memory stays bounded by the queue sizes and the generators' fan-out.
+always proceed. Loop-backs, error edges and markers never wait (``force_put``); each
+replaces the payload it came from, so memory stays bounded by the queue sizes and the
+generators' fan-out.
+
+The lifecycle (:meth:`Run.execute`) is a task group: every exit closes the queues,
+cancels the workers and waits for all of them however often it is cancelled itself,
+then releases threads, commits the checkpoint and finishes the monitor, once.
 """
 
 from __future__ import annotations
@@ -17,26 +23,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import Executor
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any
 
-from ..observe.monitor import notify
-from .context import PipelineContext
+from . import routing, sinks
+from .batches import Batcher
+from .context import PipelineContext, derive, input_context, log_extra
+from .definition import upstream_of
 from .errors import ItemError
-from .handlers import HandlerKind
-from .node import Edge, NodeRuntime, Out, make_executor
-from .options import RunOptions
+from .joins import Joiner
+from .node import NodeRuntime
+from .observer import notify
+from .options import RunOptions, make_rate_limit
 from .ordering import Reorder
-from .queue import NodeQueue
+from .queue import NodeQueue, QueueClosed
 from .results import NodeStats, RunResult, RunStats
+from .tracking import Lineage, Tracker
+from .worker import work
 
 if TYPE_CHECKING:
-    from ..observe.monitor import Monitor
+    from .checkpoint import CheckpointSession
     from .definition import DagPipeline
+    from .observer import Monitor
 
 log = logging.getLogger("async_dag")
-_new_ctx = tuple.__new__
+RECENT_ERRORS = 5
 
 
 class Run:
@@ -50,81 +62,191 @@ class Run:
         self.run_id = options.run_id
         self.collect_errors = options.collect_errors
         self.debug = False
-        self.pending = 0
-        self.inputs = 0
+        self.active = 0
+        self.parked = 0
+        self.inputs = 0  # inputs pulled from the input stream
+        self.entered = 0  # inputs sent to the sources (not skipped, not failed by key=)
+        self.skipped = 0
+        self.input_failures = 0  # inputs whose key= raised
         self.outputs = 0
         self.values: list[Any] = []
         self.contexts: list[PipelineContext] = []
         self.errors: list[ItemError] = []
+        self.recent: deque[tuple[str, str, str]] = deque(maxlen=RECENT_ERRORS)
         self.failure: BaseException | None = None
-        self._feeding = True
+        self.feeding = True
+        self.closing = False
+        self.state = "running"
         self._done: asyncio.Future[None] | None = None
-        self._executor: Executor | None = None
+        self._task: asyncio.Task[Any] | None = None
         self._started = 0.0
         self._ended: float | None = None
-        # where sink outputs go: a stream's queue, else the result_handler, else kept
-        self.stream = stream
-        self.result_handler = options.result_handler if stream is None else None
-        self.collecting = stream is None and self.result_handler is None
-        self._reorder: Reorder | None = None
+        self.session: CheckpointSession | None = None
+        if options.checkpoint is not None:
+            self.session = options.checkpoint.session(pipeline.name)
+        tasks = pipeline.tasks
         self.nodes: dict[str, NodeRuntime] = {
-            tid: NodeRuntime(task, self) for tid, task in pipeline.tasks.items()
+            tid: NodeRuntime(task, self, i) for i, (tid, task) in enumerate(tasks.items())
         }
-        sinks = set(pipeline.sinks)
-        for tid, node in self.nodes.items():
-            edges = [Edge(e, self.nodes[e.target]) for e in pipeline.outgoing(tid)]
-            node.connect(edges, tid in sinks)
+        joins = [n for n in self.nodes.values() if n.task.join]
+        for j, join in enumerate(joins):
+            join.join_index = j
+            for tid in upstream_of(join.id, pipeline.transitions):
+                self.nodes[tid].joins_below += (j,)
+        self.tracker: Tracker | None = None
+        if joins or self.session is not None:
+            self.tracker = Tracker(len(joins), self._upstream_done, self._input_done)
+        self.joiners = [Joiner(n, self, self.tracker) for n in joins] if self.tracker else []
+        self.batchers = [Batcher(n, self) for n in self.nodes.values() if n.task.batch_size]
+        self.reorder: Reorder | None = None
         self.sources = [self.nodes[s] for s in pipeline.sources]
+        self._connect(stream)
 
-    # -- sink outputs ----------------------------------------------------------------
+    # -- wiring, once per run ----------------------------------------------------------
 
-    def collect_now(self, ctx: PipelineContext, value: Any) -> None:
-        """Keep a sink output for the RunResult."""
-        self.outputs += 1
-        self.values.append(value)
-        self.contexts.append(ctx)
-
-    def sink_output(self, node: NodeRuntime) -> Out:
-        """The routing function of a sink: send to the stream, hand over, or keep."""
-        stream, handler = self.stream, self.result_handler
-
-        async def deliver(ctx: PipelineContext, value: Any) -> None:
-            if stream is not None:
-                self.outputs += 1
-                await stream.put((ctx, value))
-            elif handler is not None:
-                self.outputs += 1
-                try:
-                    result = handler(ctx, value)
-                    if asyncio.iscoroutine(result):
-                        await result
-                except Exception as exc:
-                    self.fail_result_handler(node, ctx, exc)
+    def _connect(self, stream: NodeQueue | None) -> None:
+        handler = self.options.result_handler if stream is None else None
+        sinks_ = set(self.pipeline.sinks)
+        for node in self.nodes.values():
+            node.limit = make_rate_limit(node.task.rate_limit)
+            out = []
+            for spec in self.pipeline.outgoing(node.id):
+                if spec.on_error:
+                    node.error_target = self.nodes[spec.target]
+                else:
+                    out.append(routing.Edge(spec, self.nodes[spec.target]))
+            if node.id in sinks_:
+                if stream is not None:
+                    node.emit = sinks.to_stream(self, node, stream)
+                elif handler is not None:
+                    node.emit = sinks.hand_over(self, node, handler)
+                else:
+                    node.emit = sinks.collect(self, node)
+            elif len(out) == 1 and out[0].when is None and out[0].max_loops is None:
+                node.emit = routing.single_edge(self, out[0].target)
             else:
-                self.collect_now(ctx, value)
+                node.emit = routing.edges(self, node, out)
+            node.choose_path(self.tracker is not None)
+        for batcher in self.batchers:
+            batcher.node.invoke = batcher.invoke
+        for joiner in self.joiners:
+            joiner.node.invoke = joiner.invoke
+        if self.options.ordered:
+            node = self.sources[0]
+            self.reorder = Reorder(self, node, node.emit)
+            node.invoke = self.reorder.invoke
+            node.direct = False
 
-        return deliver
+    # -- the end of a payload, of an input, of the run ------------------------------
+
+    def finish(self, ctx: PipelineContext, node: NodeRuntime) -> None:
+        """A payload at ``node`` has ended (its outputs, if any, already sent on)."""
+        if self.tracker is not None:
+            self.tracker.leave(ctx[1], node)
+        self.active -= 1
+        if self.active == self.parked:
+            self.idle()
+
+    def idle(self) -> None:
+        """Nothing alive but parked payloads: end the run, or flush what waits."""
+        if self.closing or self.feeding:
+            return
+        if not self.active:
+            self._finish()
+            return
+        for batcher in self.batchers:
+            batcher.flush_soon()
+        if self.active == self.parked:  # nothing could be flushed: a bug, never a hang
+            self.abort(RuntimeError(f"async_dag: run {self.run_id!r} stalled with parked payloads"))
+
+    def send_marker(self, node: NodeRuntime, marker: tuple[Any, Any]) -> None:
+        """Queue a flush or fire marker for ``node``'s workers (it counts as active)."""
+        if self.closing:
+            return
+        self.active += 1
+        node.queue.force_put(marker)
+
+    def end_marker(self) -> None:
+        """A marker has been handled."""
+        self.active -= 1
+        if self.active == self.parked:
+            self.idle()
+
+    def _upstream_done(self, join: int, data_id: str, lineage: Lineage) -> None:
+        self.joiners[join].upstream_done(data_id, lineage)
+
+    def _input_done(self, data_id: str, lineage: Lineage) -> None:
+        if self.session is not None and not lineage.failed:
+            self.session.record(data_id)
+
+    def _finish(self) -> None:
+        if self._done is not None and not self._done.done():
+            self._done.set_result(None)
 
     # -- failures ----------------------------------------------------------------------
 
-    def fail(self, node: NodeRuntime, ctx: PipelineContext, exc: BaseException) -> None:
-        """A payload failed for good at ``node``: record it, or stop the run with it."""
+    def _remember(self, node: str, data_id: str, exc: BaseException) -> None:
+        self.recent.append((node, data_id, f"{type(exc).__name__}: {exc}"))
+
+    def fail(self, node: NodeRuntime, ctx: PipelineContext, exc: BaseException, payload: Any) -> None:
+        """``payload`` failed for good at ``node``: send it down the error edge, record
+        it, or stop the run with it."""
         node.failed += 1
+        self._remember(node.id, ctx[1], exc)
+        if self.tracker is not None:
+            self.tracker.fail(ctx[1])
+        target = node.error_target
+        if target is not None:
+            if self.closing:
+                return
+            child = derive(ctx, target.id)
+            self.active += 1
+            if self.tracker is not None:
+                self.tracker.enter(ctx[1], target)
+            target.queue.force_put((child, ItemError(ctx, node.id, exc, payload)))
+            return
         if self.collect_errors:
-            self.errors.append(ItemError(ctx, node.id, exc))
-            if self.debug:
-                self.log_debug(ctx, "collected %s: %s", type(exc).__name__, exc)
+            self.errors.append(ItemError(ctx, node.id, exc, payload))
+            log.warning(
+                "%s failed for good: %s: %s", node.id, type(exc).__name__, exc, extra=log_extra(ctx)
+            )
             return
         if self.failure is None:
             exc.add_note(
-                f"async_dag: in node {node.id!r}, data_id {ctx.data_id!r}, run_id {self.run_id!r}"
+                f"async_dag: in node {node.id!r}, data_id {ctx[1]!r}, run_id {self.run_id!r}"
             )
             self.abort(exc)
 
-    def fail_result_handler(self, node: NodeRuntime, ctx: PipelineContext, exc: Exception) -> None:
-        """The result_handler raised for an output of ``node``."""
-        exc.add_note(f"raised by result_handler for an output of {node.id!r}")
-        self.fail(node, ctx, exc)
+    def fail_batch(
+        self, node: NodeRuntime, batch: list[tuple[PipelineContext, Any]], exc: BaseException
+    ) -> None:
+        """A batch call failed for good: every payload in it fails with ``exc``."""
+        if not self.collect_errors and node.error_target is None and self.failure is None:
+            ids = ", ".join(repr(ctx[1]) for ctx, _ in batch[:3])
+            more = f" and {len(batch) - 3} more" if len(batch) > 3 else ""
+            exc.add_note(
+                f"async_dag: in batch node {node.id!r}, a batch of {len(batch)} with data_ids "
+                f"{ids}{more}, run_id {self.run_id!r}"
+            )
+            node.failed += len(batch)
+            self._remember(node.id, batch[0][0][1], exc)
+            self.abort(exc)
+            return
+        for ctx, payload in batch:
+            self.fail(node, ctx, exc, payload)
+
+    def fail_input(self, position: int, payload: Any, exc: Exception) -> None:
+        """``key=`` raised for an input: that input fails under the error policy."""
+        source = self.sources[0]
+        ctx = input_context(self.run_id, str(position), source.id, self.options.metadata)
+        exc.add_note(f"async_dag: raised by key= for input #{position} of run {self.run_id!r}")
+        self.input_failures += 1
+        self._remember("key=", ctx[1], exc)
+        if self.collect_errors:
+            self.errors.append(ItemError(ctx, "key=", exc, payload))
+            log.warning("key= failed: %s: %s", type(exc).__name__, exc, extra=log_extra(ctx))
+        elif self.failure is None:
+            self.abort(exc)
 
     def abort(self, exc: BaseException) -> None:
         """Stop the run with ``exc`` (the first one wins)."""
@@ -133,35 +255,10 @@ class Run:
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
 
-    def log_debug(self, ctx: PipelineContext, msg: str, *args: Any) -> None:
-        """Log at debug level with the payload's context attached."""
-        log.debug(
-            msg,
-            *args,
-            extra={
-                "run_id": ctx.run_id,
-                "data_id": ctx.data_id,
-                "node": ctx.path[-1],
-                "node_path": ">".join(ctx.path),
-            },
-        )
-
-    # -- workers -----------------------------------------------------------------------
-
-    def finish_one(self) -> None:
-        """A payload's work is done; the run ends if it was the last."""
-        self.pending -= 1
-        if not self.pending:
-            self.check_finished()
-
-    def check_finished(self) -> None:
-        """End the run if the input is exhausted and nothing is left in flight."""
-        if not self.pending and not self._feeding:
-            self._finish()
-
-    def _finish(self) -> None:
-        if self._done is not None and not self._done.done():
-            self._done.set_result(None)
+    def cancel(self) -> None:
+        """Cancel just this run (what a monitor's stop button calls)."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
 
     # -- input -------------------------------------------------------------------------
 
@@ -170,13 +267,15 @@ class Run:
         try:
             if isinstance(inputs, AsyncIterator):
                 async for payload in inputs:
-                    await self._put_input(payload)
-            elif self._reorder is not None:
-                for payload in inputs:
-                    await self._put_input(payload)
+                    pending = self._admit(payload)
+                    if pending is not None:
+                        await pending
             else:
-                await self._feed_plain(inputs)
-        except asyncio.CancelledError:
+                for payload in inputs:
+                    pending = self._admit(payload)
+                    if pending is not None:
+                        await pending
+        except (asyncio.CancelledError, QueueClosed):
             await _close_input(inputs)
             raise
         except Exception as exc:
@@ -186,66 +285,55 @@ class Run:
             self.abort(exc)
             await _close_input(inputs)
             return
-        self._feeding = False
-        if not self.pending:
-            self._finish()
+        self.feeding = False
+        if self.active == self.parked:
+            self.idle()
 
-    def _context(self, payload: Any, node: NodeRuntime) -> PipelineContext:
-        key = self.options.key
-        data_id = str(key(payload)) if key is not None else self.options.id_prefix + str(self.inputs)
-        return _new_ctx(
-            PipelineContext, (self.run_id, data_id, (node.id,), 0, self.options.metadata)
-        )
-
-    async def _put_input(self, payload: Any) -> None:
-        reorder = self._reorder
-        for node in self.sources:
-            ctx = self._context(payload, node)
-            self.pending += 1
-            queue = node.queue
-            if reorder is not None:
-                index = self.inputs
-                if index - reorder.head >= reorder.window:
-                    await reorder.admit(index)
-                item: tuple[Any, ...] = (ctx, payload, index)
-            else:
-                item = (ctx, payload)
-            if len(queue.items) < queue.maxsize:
-                queue.force_put(item)
-            else:
-                await queue.put(item)
+    def _admit(self, payload: Any) -> Awaitable[None] | None:
+        """Send one input to every source; an awaitable when a queue is full."""
+        position = self.inputs
         self.inputs += 1
-
-    async def _feed_plain(self, inputs: Iterator[Any]) -> None:
-        """The feeder's hot path: a sync iterator, no reordering, awaiting only when full."""
         key = self.options.key
-        head = (self.run_id,)
-        tail = (0, self.options.metadata)
-        sources = [(node.queue, (node.id,)) for node in self.sources]
-        prefix = self.options.id_prefix
-        for payload in inputs:
-            data_id = str(key(payload)) if key is not None else prefix + str(self.inputs)
-            for queue, path in sources:
-                item = (_new_ctx(PipelineContext, (*head, data_id, path, *tail)), payload)
-                self.pending += 1
-                if len(queue.items) < queue.maxsize:
-                    queue.force_put(item)
-                else:
-                    await queue.put(item)
-            self.inputs += 1
+        if key is None:
+            data_id = self.options.id_prefix + str(position)
+        else:
+            try:
+                data_id = str(key(payload))
+            except Exception as exc:
+                self.fail_input(position, payload, exc)
+                return None
+        if self.session is not None and self.session.is_done(data_id):
+            self.skipped += 1
+            return None
+        if self.reorder is not None and self.entered - self.reorder.head >= self.reorder.window:
+            return self._admit_later(data_id, payload)
+        return self._enter(data_id, payload)
 
-    # -- lifecycle -----------------------------------------------------------------------
+    async def _admit_later(self, data_id: str, payload: Any) -> None:
+        assert self.reorder is not None
+        await self.reorder.admit(self.entered)
+        pending = self._enter(data_id, payload)
+        if pending is not None:
+            await pending
 
-    def executor(self) -> Executor:
-        """The thread pool for sync handlers, created on first use."""
-        if self._executor is None:
-            threads = sum(
-                n.concurrency
-                for n in self.nodes.values()
-                if n.kind in (HandlerKind.SYNC, HandlerKind.SYNC_GEN) and not n.inline
-            )
-            self._executor = make_executor(threads)
-        return self._executor
+    def _enter(self, data_id: str, payload: Any) -> Awaitable[None] | None:
+        self.entered += 1
+        tracker = self.tracker
+        if tracker is not None:
+            tracker.begin(data_id)
+        blocked = None
+        for node in self.sources:
+            item = (input_context(self.run_id, data_id, node.id, self.options.metadata), payload)
+            self.active += 1
+            if tracker is not None:
+                tracker.enter(data_id, node)
+            if not node.queue.offer(item):
+                if blocked is None:
+                    blocked = []
+                blocked.append((node.queue, item))
+        return None if blocked is None else routing.put_all(blocked)
+
+    # -- stats -------------------------------------------------------------------------
 
     def snapshot(self) -> RunStats:
         """The counters now, as a RunStats (what monitors and RunResult.stats show)."""
@@ -254,7 +342,7 @@ class Run:
             nid: NodeStats(
                 node=nid,
                 concurrency=n.concurrency,
-                queue_size=n.queue.maxsize,
+                queue_size=n.task.bound,
                 received=n.received,
                 emitted=n.emitted,
                 failed=n.failed,
@@ -264,6 +352,9 @@ class Run:
                 in_flight=n.in_flight,
                 queue_depth=len(n.queue),
                 max_queue_depth=n.queue.max_depth,
+                batches=n.batches,
+                abandoned=n.abandoned,
+                throttled=n.throttled,
             )
             for nid, n in self.nodes.items()
         }
@@ -273,14 +364,17 @@ class Run:
             elapsed=(end - self._started) if self._started else 0.0,
             inputs=self.inputs,
             outputs=self.outputs,
-            errors=sum(n.failed for n in self.nodes.values()),
+            errors=sum(n.failed for n in self.nodes.values()) + self.input_failures,
             nodes=nodes,
             done=self._ended is not None,
             total=self.options.total,
+            skipped=self.skipped,
+            state=self.state,
+            recent_errors=tuple(self.recent),
         )
 
-    def _signature(self) -> tuple[int, ...]:
-        sig = [self.inputs, self.outputs]
+    def _signature(self) -> tuple[Any, ...]:
+        sig: list[Any] = [self.inputs, self.outputs, self.skipped, self.input_failures]
         for n in self.nodes.values():
             sig += (
                 n.received,
@@ -291,6 +385,7 @@ class Run:
                 n.filtered,
                 n.in_flight,
                 len(n.queue),
+                n.batches,
             )
         return tuple(sig)
 
@@ -303,56 +398,92 @@ class Run:
                 last = sig
                 notify(monitor.update, self.snapshot())
 
+    # -- lifecycle -----------------------------------------------------------------------
+
     async def execute(self) -> None:
         """Run to the end; raise the first failure under ``on_error="raise"``."""
         loop = asyncio.get_running_loop()
         self._done = loop.create_future()
+        self._task = asyncio.current_task()
         self.debug = log.isEnabledFor(logging.DEBUG)
         self._started = time.perf_counter()
         monitor: Monitor | None = self.options.monitor
         tasks: list[asyncio.Task[None]] = []
         error: BaseException | None = None
         if monitor is not None:
+            notify(monitor.attach, self.pipeline, self.cancel)
             notify(monitor.start, self.snapshot())
         try:
-            name = f"async_dag:{self.run_id}"
-            if self.options.ordered:
-                node = self.sources[0]
-                reorder = self._reorder = Reorder(
-                    self, node, self.collect_now if self.collecting else None, node.route
-                )
+            if self.session is not None:
+                await self.session.open()
+                tasks.append(loop.create_task(self.session.run_flusher(), name=self._name("checkpoint")))
+            for node in self.nodes.values():
                 for i in range(node.concurrency):
-                    tasks.append(loop.create_task(reorder.work(), name=f"{name}:{node.id}#{i}"))
-                if reorder.needs_emitter:
-                    tasks.append(loop.create_task(reorder.emit_in_order(), name=f"{name}:reorder"))
-            else:
-                for node in self.nodes.values():
-                    for i in range(node.concurrency):
-                        tasks.append(loop.create_task(node.work(), name=f"{name}:{node.id}#{i}"))
-            tasks.append(loop.create_task(self._feed(), name=f"{name}:feed"))
+                    tasks.append(loop.create_task(work(node), name=self._name(f"{node.id}#{i}")))
+            tasks.append(loop.create_task(self._feed(), name=self._name("feed")))
             if monitor is not None:
-                tasks.append(loop.create_task(self._sample(monitor), name=f"{name}:monitor"))
+                tasks.append(loop.create_task(self._sample(monitor), name=self._name("monitor")))
             await self._done
         except BaseException as exc:
             error = exc
             raise
         finally:
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                await asyncio.wait(tasks)
-            if self._executor is not None:
-                self._executor.shutdown(wait=False, cancel_futures=True)
-            self._ended = time.perf_counter()
-            if monitor is not None:
-                notify(monitor.finish, self.snapshot(), error or self.failure)
+            await self._wind_down(tasks, monitor, error)
         if self.failure is not None:
             raise self.failure
+
+    def _name(self, what: str) -> str:
+        return f"async_dag:{self.run_id}:{what}"
+
+    async def _wind_down(
+        self, tasks: list[asyncio.Task[None]], monitor: Monitor | None, error: BaseException | None
+    ) -> None:
+        """Close, cancel and wait for everything, whatever happens meanwhile; once."""
+        self.closing = True
+        for node in self.nodes.values():
+            node.queue.close()
+        for batcher in self.batchers:
+            batcher.close()
+        for task in tasks:
+            task.cancel()
+        cancelled = False
+        while True:
+            try:
+                if tasks:
+                    await asyncio.wait(tasks)
+                if self.session is not None:
+                    await self.session.close()
+                break
+            except asyncio.CancelledError:
+                cancelled = True  # as a TaskGroup does: keep waiting, raise at the end
+        for node in self.nodes.values():
+            node.close()
+            node.in_flight = 0
+        self._ended = time.perf_counter()
+        error = error or self.failure
+        if error is None and not cancelled:
+            self.state = "done"
+        elif isinstance(error, asyncio.CancelledError | KeyboardInterrupt) or (
+            error is None and cancelled
+        ):
+            self.state = "cancelled"
+        else:
+            self.state = "failed"
+        if monitor is not None:
+            if error is None and cancelled:
+                error = asyncio.CancelledError()
+            notify(monitor.finish, self.snapshot(), error)
+        if cancelled:
+            raise asyncio.CancelledError
+
+    def result(self) -> RunResult:
+        """What has come so far, as a RunResult."""
+        return RunResult(self.run_id, self.values, self.contexts, self.errors, self.snapshot())
 
     async def collect(self) -> RunResult:
         """Run and return the result (records unless a result_handler took them)."""
         await self.execute()
-        return RunResult(self.run_id, self.values, self.contexts, self.errors, self.snapshot())
+        return self.result()
 
 
 async def _close_input(inputs: object) -> None:

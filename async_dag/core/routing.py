@@ -1,0 +1,133 @@
+"""Where a node's outputs go, chosen once per node when a run starts.
+
+An ``emit(ctx, value)`` function sends one output on and returns None, or, when a
+queue is full, an awaitable the worker must await before it takes the next payload.
+A non-sink node routes along its edges (:func:`single_edge`, :func:`edges`); a sink hands
+its outputs to the run's destination (:mod:`.sinks`). Routing adds one to the run's
+``active`` count per payload it sends on; the worker removes the payload it handled.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
+
+from .context import PipelineContext, derive, log_extra
+from .definition import TaskTransition, describe_predicate
+from .errors import LoopLimitExceeded
+from .node import Emit, NodeRuntime
+from .queue import NodeQueue
+
+if TYPE_CHECKING:
+    from .run import Run
+
+log = logging.getLogger("async_dag")
+
+
+class Edge:
+    """An edge resolved for one run: the target node, its predicate and loop bound."""
+
+    __slots__ = ("label", "max_loops", "source", "target", "when", "when_name")
+
+    def __init__(self, spec: TaskTransition, target: NodeRuntime) -> None:
+        self.source = spec.source
+        self.target = target
+        self.when = spec.when
+        self.max_loops = spec.max_loops
+        self.label = spec.label
+        self.when_name = describe_predicate(spec) or ""
+
+    def times_taken(self, path: tuple[str, ...]) -> int:
+        """How often a lineage with this path already took this edge."""
+        src, dst = self.source, self.target.id
+        return sum(1 for a, b in itertools.pairwise(path) if a == src and b == dst)
+
+
+async def put_all(blocked: list[tuple[NodeQueue, Any]]) -> None:
+    """Wait for room in full queues, in edge order."""
+    for queue, item in blocked:
+        await queue.put(item)
+
+
+def single_edge(run: Run, target: NodeRuntime) -> Emit:
+    """One unconditional edge: the hot path of a chain."""
+    queue, target_id = target.queue, target.id
+    tracker = run.tracker
+
+    def emit(ctx: PipelineContext, value: Any) -> Awaitable[None] | None:
+        item = (derive(ctx, target_id), value)
+        run.active += 1
+        if tracker is not None:
+            tracker.enter(ctx[1], target)
+        if queue.offer(item):
+            return None
+        return queue.put(item)
+
+    return emit
+
+
+def edges(run: Run, node: NodeRuntime, out: list[Edge]) -> Emit:
+    """Predicates, fan-out and loop edges: every edge whose predicate holds."""
+    tracker = run.tracker
+
+    def emit(ctx: PipelineContext, value: Any) -> Awaitable[None] | None:
+        chosen: list[Edge] = []
+        for edge in out:
+            when = edge.when
+            try:
+                if when is not None and not when(ctx, value):
+                    continue
+            except Exception as exc:
+                exc.add_note(f"raised by the predicate {edge.when_name} of edge {edge.label}")
+                node.emitted -= 1  # the output went nowhere: the node failed it
+                run.fail(node, ctx, exc, value)
+                return None
+            if edge.max_loops is not None and edge.times_taken(ctx[2]) >= edge.max_loops:
+                error = LoopLimitExceeded(edge.source, edge.target.id, edge.max_loops, ctx[1])
+                node.emitted -= 1
+                run.fail(node, ctx, error, value)
+                return None
+            chosen.append(edge)
+        if not chosen:
+            node.unrouted += 1
+            if run.debug:
+                log.debug("unrouted output of %s: no edge holds", node.id, extra=log_extra(ctx))
+            return None
+        blocked: list[tuple[NodeQueue, Any]] | None = None
+        for edge in chosen:
+            target = edge.target
+            child = derive(ctx, target.id)
+            item = (child, value)
+            run.active += 1
+            if tracker is not None:
+                tracker.enter(ctx[1], target)
+            if edge.max_loops is not None:
+                if run.debug:
+                    log.debug(
+                        "loop back along %s (when=%s, max_loops=%d)",
+                        edge.label,
+                        edge.when_name,
+                        edge.max_loops,
+                        extra=log_extra(child),
+                    )
+                target.queue.force_put(item)  # never waits: see Run's docstring
+                continue
+            if run.debug and (edge.when is not None or len(chosen) > 1):
+                if edge.when is None:
+                    log.debug("routed along %s", edge.label, extra=log_extra(child))
+                else:
+                    log.debug(
+                        "routed along %s (when=%s)",
+                        edge.label,
+                        edge.when_name,
+                        extra=log_extra(child),
+                    )
+            if not target.queue.offer(item):
+                if blocked is None:
+                    blocked = []
+                blocked.append((target.queue, item))
+        return None if blocked is None else put_all(blocked)
+
+    return emit

@@ -1,0 +1,76 @@
+"""The one worker loop: take a payload, call the handler, send the outputs on.
+
+Every node runs ``concurrency`` copies of :func:`work`. What differs between nodes was
+decided when the run started (see :class:`~async_dag.core.node.NodeRuntime`): a node
+whose handler is an ``async def`` or an inline ``def`` with no retries, timeout, rate
+limit, batch or join is called right here, one coroutine per payload (the handler's
+own); every other node hands the payload to its ``invoke`` (retries, threads,
+generators, batches, joins, input order), which ends the payload's share of the work
+itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import CoroutineType
+from typing import TYPE_CHECKING
+
+from .queue import EMPTY, QueueClosed
+
+if TYPE_CHECKING:
+    from .node import NodeRuntime
+
+
+async def work(node: NodeRuntime) -> None:
+    """One worker of ``node``: take payloads from its queue until the run winds down."""
+    run = node.run
+    take, get = node.queue.take, node.queue.get
+    handler, emit, invoke = node.handler, node.emit, node.invoke
+    direct, awaits = node.direct, node.awaits
+    try:
+        while True:
+            item = take()
+            if item is EMPTY:
+                item = await get()
+            ctx, payload = item
+            if not direct:
+                await invoke(ctx, payload)
+                continue
+            node.received += 1
+            node.in_flight += 1
+            try:
+                value = handler(ctx, payload)
+                if awaits:
+                    value = await value
+                elif type(value) is CoroutineType:
+                    raise node.returned_coroutine(value)
+            except Exception as exc:
+                run.fail(node, ctx, exc, payload)
+            else:
+                node.emitted += 1
+                pending = emit(ctx, value)
+                if pending is not None:
+                    await pending
+            node.in_flight -= 1
+            run.active -= 1
+            if run.active == run.parked:
+                run.idle()
+    except BaseException as exc:
+        if stopped(node, exc):
+            raise
+
+
+def stopped(node: NodeRuntime, exc: BaseException) -> bool:
+    """How a worker ends: True to re-raise (the run cancelled it); otherwise the
+    worker simply ends (the run is winding down) or its exception (a bug,
+    KeyboardInterrupt, a stray CancelledError) stops the run."""
+    node.in_flight = 0
+    if isinstance(exc, QueueClosed):
+        return False
+    if isinstance(exc, asyncio.CancelledError):
+        task = asyncio.current_task()
+        if node.run.closing or (task is not None and task.cancelling()):
+            return True
+        exc = RuntimeError(f"a handler of {node.id!r} raised CancelledError")
+    node.run.abort(exc)
+    return False
