@@ -1,11 +1,17 @@
-"""RunResult.to_pandas() and errors_to_pandas(), from real runs."""
+"""RunResult.to_pandas(), to_arrow(), to_polars() and errors_to_pandas(), from real runs."""
 
 from __future__ import annotations
 
 import dataclasses
+import re
+import subprocess
+import sys
 from typing import NamedTuple
 
 import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pytest
 
 from async_dag import PipelineBuilder, run_function_pipeline
 
@@ -151,3 +157,114 @@ async def test_no_errors_gives_empty_errors_frame():
     assert list(df.columns) == [
         "run_id", "data_id", "node", "path", "error", "message", "attempt",
     ]  # fmt: skip
+
+
+# -- pyarrow and polars -----------------------------------------------------------------
+
+
+def cells(frame, column):
+    """One column of a pandas, pyarrow or polars frame as a list."""
+    if isinstance(frame, pd.DataFrame):
+        return [
+            None if not isinstance(v, tuple | list) and pd.isna(v) else v for v in frame[column]
+        ]
+    values = (
+        frame[column].to_list() if isinstance(frame, pl.DataFrame) else frame[column].to_pylist()
+    )
+    return [tuple(v) if isinstance(v, list) else v for v in values]
+
+
+async def test_arrow_and_polars_have_the_columns_and_cells_of_pandas():
+    """to_arrow() and to_polars() give the same columns and values as to_pandas()."""
+    result = await run_function_pipeline(range(4), shape, run_id="r1")
+    frames = {
+        "pandas": result.to_pandas(),
+        "arrow": result.to_arrow(),
+        "polars": result.to_polars(),
+    }
+    assert isinstance(frames["arrow"], pa.Table) and isinstance(frames["polars"], pl.DataFrame)
+    columns = list(frames["pandas"].columns)
+    assert frames["arrow"].column_names == columns == frames["polars"].columns
+    for column in columns:
+        expected = cells(frames["pandas"], column)
+        assert cells(frames["arrow"], column) == expected, column
+        assert cells(frames["polars"], column) == expected, column
+    assert cells(frames["arrow"], "path") == [("shape",)] * 4
+
+
+async def test_context_columns_are_typed_as_strings():
+    """run_id, data_id and node are string columns, path a list of strings."""
+    result = await run_function_pipeline([3, 4], shape)
+    table, frame = result.to_arrow(), result.to_polars()
+    for name in ("run_id", "data_id", "node"):
+        assert table.schema.field(name).type == pa.string()
+        assert frame.schema[name] == pl.String
+    assert table.schema.field("path").type == pa.list_(pa.string())
+    assert frame.schema["path"] == pl.List(pl.String)
+    assert table.schema.field("value").type == pa.int64() and frame.schema["value"] == pl.Int64
+
+
+async def test_empty_result_gives_empty_tables_with_the_columns():
+    """No outputs: no rows, the context columns and value."""
+
+    async def drop(ctx, x):
+        return
+        yield
+
+    result = await run_function_pipeline(range(3), drop)
+    table, frame = result.to_arrow(), result.to_polars()
+    assert table.num_rows == 0 and frame.height == 0
+    assert table.column_names == ["run_id", "data_id", "node", "path", "value"] == frame.columns
+
+
+async def test_other_objects_fit_polars_but_not_arrow():
+    """Plain Python objects become a polars Object column; Arrow refuses them by column name."""
+
+    class Token:
+        pass
+
+    async def make(ctx, x):
+        return Token()
+
+    result = await run_function_pipeline([1, 2], make)
+    frame = result.to_polars()
+    assert frame.schema["value"] == pl.Object and isinstance(frame["value"][0], Token)
+    with pytest.raises(TypeError, match=r"column 'value' cannot become a pyarrow column"):
+        result.to_arrow()
+
+
+async def test_mixed_types_raise_a_type_error_naming_the_column():
+    """A column mixing ints and strings is refused by both, naming the column."""
+
+    async def mixed(ctx, x):
+        return {"v": x if x else "zero"}
+
+    result = await run_function_pipeline([0, 1], mixed)
+    with pytest.raises(TypeError, match=r"column 'v' cannot become a pyarrow column"):
+        result.to_arrow()
+    with pytest.raises(TypeError, match=r"column 'v' cannot become a polars column.*to_pandas"):
+        result.to_polars()
+
+
+@pytest.mark.parametrize(
+    ("module", "method", "extra"),
+    [("pyarrow", "to_arrow", "arrow"), ("polars", "to_polars", "polars"),
+     ("pandas", "to_pandas", "notebook")],
+)  # fmt: skip
+async def test_a_missing_library_names_its_extra(monkeypatch, module, method, extra):
+    """Without the library, the call raises ImportError with the pip command of its extra."""
+    result = await run_function_pipeline([1], shape)
+    monkeypatch.setitem(sys.modules, module, None)  # import now fails; restored afterwards
+    with pytest.raises(ImportError, match=re.escape(f"pip install 'async-dag[{extra}]'")):
+        getattr(result, method)()
+
+
+def test_importing_async_dag_loads_no_table_library():
+    """`import async_dag` (and its notebook layer) loads neither pyarrow, polars nor pandas."""
+    code = (
+        "import sys, async_dag, async_dag.notebook, async_dag.notebook.frames\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'pyarrow', 'polars',"
+        " 'pandas'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -37,7 +37,7 @@ from async_dag import (
     run_function_pipeline_in_subprocess,
     run_pipeline_in_subprocess,
 )
-from async_dag.execution import shipping
+from async_dag.execution import WorkerDied, shipping
 from async_dag.execution.shipping import ShippingError
 from async_dag.observe.terminal import TerminalMonitor
 
@@ -132,7 +132,7 @@ def test_batches_come_back_in_order_from_separate_processes(
     first, second = pids[0].pop(), pids[1].pop()
     assert len({first, second, os.getpid()}) == 3
     assert results[1].records[0].ctx.metadata["batches"] == 2
-    assert results[1].records[0].ctx.data_id == "0"
+    assert results[1].records[0].ctx.data_id == "1:0"
     assert results[0].stats.nodes["meet"].received == 2
     assert new_children() == []
 
@@ -183,7 +183,7 @@ def test_collected_errors_come_back(pool: ProcessPoolExecutor) -> None:
     assert results[0].errors == []
     [error] = results[1].errors
     assert isinstance(error, ItemError)
-    assert (error.node, error.data_id) == ("fail_on_three", "0")
+    assert (error.node, error.data_id) == ("fail_on_three", "1:0")
     assert isinstance(error.exception, KeyError)
     assert error.exception.args == ("no 3",)
     assert list(results[1]) == [50]
@@ -206,7 +206,7 @@ def test_failing_batch_reraises_with_its_index(pool: ProcessPoolExecutor) -> Non
         run_function_pipeline_in_subprocess(fail_on_three, [[1], [2], [3]], executor=pool)
     notes = caught.value.__notes__
     assert any("batch 2 (of 3 batches)" in note for note in notes)
-    assert any("fail_on_three" in note and "data_id '0'" in note for note in notes)
+    assert any("fail_on_three" in note and "data_id '2:0'" in note for note in notes)
     assert "fail_on_three" in str(caught.value.__cause__)  # the worker's traceback
 
 
@@ -353,11 +353,14 @@ def test_lambda_factory_in_default_pool() -> None:
 def test_killed_worker_raises_instead_of_hanging(new_children: Any) -> None:
     """A worker killed by SIGKILL gives a BrokenProcessPool naming the batch and signal."""
     recorder = Recorder()
-    with pytest.raises(RuntimeError, match=r"batch 1 .*killed by signal SIGKILL") as caught:
+    pattern = r"batch 1 was running in worker pid \d+, which was killed by SIGKILL \(signal 9\)"
+    with pytest.raises(RuntimeError, match=pattern) as caught:
         run_function_pipeline_in_subprocess(die_on, [[1], ["die"]], processes=2, monitor=recorder)
     assert recorder.calls[-1] == ("finish", caught.value)  # the monitor is told too
+    assert recorder.snapshots[-1].state == "failed"
     assert isinstance(caught.value, BrokenProcessPool)
-    assert isinstance(caught.value.__cause__, BrokenProcessPool)
+    assert isinstance(caught.value, WorkerDied)
+    assert (caught.value.batch, caught.value.exitcode) == (1, -signal.SIGKILL)
     assert new_children() == []
 
 
@@ -565,9 +568,10 @@ def summed(results: list[RunResult], node: str, counter: str) -> int:
 
 
 def check_totals(final: RunStats, results: list[RunResult]) -> None:
-    """The final view is the sum of the batches' stats."""
+    """The final view counts the batches, and sums the batches' stats."""
     assert final.done
-    assert final.inputs == sum(r.stats.inputs for r in results)
+    assert final.state == "done"
+    assert final.inputs == final.total == len(results)  # progress is counted in batches
     assert final.outputs == sum(r.stats.outputs for r in results)
     assert final.errors == sum(r.stats.errors for r in results)
     assert set(final.nodes) == set(results[0].stats.nodes)
@@ -608,9 +612,11 @@ def test_monitor_shows_batch_level_progress(pool: ProcessPoolExecutor) -> None:
     )
     assert first.nodes == {"fail_on_three": NodeStats("fail_on_three", 2, 16)}
     assert not first.done
-    inputs = [stats.inputs for stats in recorder.snapshots]
-    assert inputs[1] in {len(batch) for batch in batches}  # one batch's worth
-    assert inputs[1] < inputs[2] < inputs[3] == inputs[4] == 6
+    assert (first.total, first.state) == (3, "running")
+    assert [stats.inputs for stats in recorder.snapshots] == [0, 1, 2, 3, 3]  # batches done
+    received = [stats.nodes["fail_on_three"].received for stats in recorder.snapshots]
+    assert received[1] in {len(batch) for batch in batches}  # one batch's worth of items
+    assert received[1] < received[2] < received[3] == received[4] == 6
     elapsed = [stats.elapsed for stats in recorder.snapshots]
     assert elapsed == sorted(elapsed)
     assert {stats.run_id for stats in recorder.snapshots} == {"progress"}

@@ -357,6 +357,12 @@ class DagPipeline:
 
         return pipeline_to_dot(self)
 
+    def to_mermaid(self) -> str:
+        """The graph as a mermaid flowchart, labelled like ``to_dot()`` (standard library only)."""
+        from .mermaid import pipeline_to_mermaid
+
+        return pipeline_to_mermaid(self)
+
     def to_graphviz(self) -> graphviz.Digraph:
         """The graph as a ``graphviz.Digraph`` (needs the ``graphviz`` package)."""
         from ..notebook.graph import to_graphviz

@@ -2,9 +2,10 @@
 
 Sources are green "invhouse" shapes (inputs enter there), sinks blue "house" shapes with
 a double border (results leave there); a node that is both is a green double octagon.
-Each node's label shows its id and concurrency (``fetch\\n×8``), plus the queue size and
-retries when set. Conditional edges carry the predicate's name, loop edges are dashed
-and carry their bound (``≤3 loops``). DOT node names are synthetic (``n0``, ``n1``, ...):
+Each node's label shows its id and concurrency (``fetch\\n×8``), plus the options set
+(queue size, retries, batch size, join; see TASK_CAPTIONS). Conditional edges carry the
+predicate's name, loop edges are dashed and carry their bound (``≤3 loops``), error
+edges are bold red and say ``on error``. DOT node names are synthetic (``n0``, ``n1``, ...):
 task ids appear only inside escaped labels, so no id can inject DOT or markup.
 
 Example::
@@ -15,7 +16,8 @@ Example::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .definition import describe_predicate
 
@@ -96,25 +98,58 @@ def node_role(pipeline: DagPipeline, task_id: str) -> str:
     return "source" if source else "sink" if sink else "task"
 
 
+# What a node's caption shows after its concurrency: (task attribute, how a set value
+# reads). Read with getattr, so an option the task type lacks is simply not shown; a new
+# option shows in both drawings (DOT and mermaid) with one line here.
+TASK_CAPTIONS: tuple[tuple[str, Callable[[Any], str]], ...] = (
+    ("queue_size", "queue {}".format),
+    ("retries", "retries {}".format),
+    ("batch_size", "batch {}".format),
+    ("join", lambda _: "join"),
+)
+# The same for an edge's label, after the predicate's name and before the loop bound.
+EDGE_CAPTIONS: tuple[tuple[str, Callable[[Any], str]], ...] = (("on_error", lambda _: "on error"),)
+# How an edge is drawn by its kind (see edge_kind); a plain edge keeps EDGE_ATTRS.
+EDGE_KIND_ATTRS: dict[str, dict[str, str]] = {
+    "loop": {"style": "dashed", "color": "#e65100", "fontcolor": "#e65100"},
+    "error": {"style": "bold", "color": "#c62828", "fontcolor": "#c62828"},
+}
+
+
+def _is_set(value: object) -> bool:
+    return value is not None and value is not False and value != 0
+
+
 def node_caption(task: DagTask) -> str:
-    """The second line of a node's label: ``×8`` plus the queue size and retries when set."""
+    """The second line of a node's label: ``×8``, then every option of TASK_CAPTIONS set."""
     parts = [f"×{task.concurrency}"]
-    if task.queue_size is not None:
-        parts.append(f"queue {task.queue_size}")
-    if task.retries:
-        parts.append(f"retries {task.retries}")
+    for name, show in TASK_CAPTIONS:
+        value = getattr(task, name, None)
+        if _is_set(value):
+            parts.append(show(value))
     return " · ".join(parts)
 
 
 def edge_caption(edge: TaskTransition) -> str | None:
-    """An edge's label: the predicate's name and, on a loop edge, ``≤n loops``."""
+    """An edge's label: the predicate's name, EDGE_CAPTIONS set, on a loop ``≤n loops``."""
     lines = []
     predicate = describe_predicate(edge)
     if predicate is not None:
         lines.append(predicate)
+    for name, show in EDGE_CAPTIONS:
+        value = getattr(edge, name, None)
+        if _is_set(value):
+            lines.append(show(value))
     if edge.max_loops is not None:
         lines.append(f"≤{edge.max_loops} loop" + ("s" if edge.max_loops != 1 else ""))
     return "\n".join(lines) if lines else None
+
+
+def edge_kind(edge: TaskTransition) -> str:
+    """``"error"`` (carries failures), ``"loop"`` (has ``max_loops``) or ``"plain"``."""
+    if _is_set(getattr(edge, "on_error", None)):
+        return "error"
+    return "loop" if edge.is_loop else "plain"
 
 
 def dot_body(pipeline: DagPipeline) -> list[str]:
@@ -138,8 +173,7 @@ def dot_body(pipeline: DagPipeline) -> list[str]:
         caption = edge_caption(edge)
         if caption is not None:
             attrs["label"] = caption
-        if edge.is_loop:
-            attrs.update(style="dashed", color="#e65100", fontcolor="#e65100")
+        attrs.update(EDGE_KIND_ATTRS.get(edge_kind(edge), {}))
         tail = f" [{_attrs(attrs)}]" if attrs else ""
         lines.append(f"\t{names[edge.source]} -> {names[edge.target]}{tail}\n")
     return lines

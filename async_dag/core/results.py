@@ -11,6 +11,8 @@ from .errors import ItemError
 
 if TYPE_CHECKING:
     import pandas
+    import polars
+    import pyarrow
 
 
 class Record(NamedTuple):
@@ -146,6 +148,30 @@ class RunResult(Sequence[Any]):
         from ..notebook.frames import records_frame
 
         return records_frame(self)
+
+    def to_arrow(self) -> pyarrow.Table:
+        """The rows and columns of ``to_pandas()`` as a ``pyarrow.Table``.
+
+        Needs pyarrow (``pip install 'async-dag[arrow]'``), imported on first use.
+        """
+        from ..notebook.frames import records_arrow
+
+        return records_arrow(self)
+
+    def to_polars(self) -> polars.DataFrame:
+        """The rows and columns of ``to_pandas()`` as a ``polars.DataFrame``.
+
+        Needs polars (``pip install 'async-dag[polars]'``), imported on first use.
+        """
+        from ..notebook.frames import records_polars
+
+        return records_polars(self)
+
+    def _repr_html_(self) -> str:
+        """A notebook's view: outputs, errors, elapsed, a per-node table, first errors."""
+        from ..notebook.frames import result_html
+
+        return result_html(self)
 
     def errors_to_pandas(self) -> pandas.DataFrame:
         """One row per collected error: ``run_id``, ``data_id``, ``node``, ``path``,

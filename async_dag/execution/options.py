@@ -14,7 +14,12 @@ from .worker import FUNCTION
 
 def _keyword_options(fn: Callable[..., Any]) -> set[str]:
     parameters = inspect.signature(fn).parameters.values()
-    return {p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    # private ones (``_id_prefix``) are set per batch here, never by the caller
+    return {
+        p.name
+        for p in parameters
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and not p.name.startswith("_")
+    }
 
 
 def check_run_options(kind: str, options: dict[str, Any]) -> None:

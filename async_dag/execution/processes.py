@@ -8,19 +8,23 @@ Example::
     results = run_function_pipeline_in_subprocess(score, [rows[:1000], rows[1000:]])
     results[1].stats.elapsed  # one RunResult per batch, in batch order
 
-From a notebook, keep the kernel responsive with ``await asyncio.to_thread(
-run_function_pipeline_in_subprocess, score, batches)``. The default pool uses the
-``spawn`` start method (never ``fork``): callables and batches are pickled in this
-process (by value, with cloudpickle) and each worker runs its batch with ``asyncio.run``.
+    results = await arun_function_pipeline_in_subprocess(score, batches)  # on a loop
+
+The default pool uses the ``spawn`` start method (never ``fork``): callables and batches
+are pickled in this process (by value, with cloudpickle) and each worker runs its batch
+with ``asyncio.run``. Without ``key=``, input ``j`` of batch ``i`` has data_id ``"i:j"``,
+so ``(run_id, data_id)`` is unique within a call. From a notebook, ``await
+arun_function_pipeline_in_subprocess(...)`` keeps the kernel responsive, and the
+interrupt button (any cancellation) ends its worker processes.
 
 ``monitor=True`` (or a ``Monitor`` such as a ``PipelineMonitor``) shows batch-level
-progress: workers run without a monitor, and this process updates the view with the
-summed stats of the finished batches each time one finishes (see ``progress``).
+progress: workers run without a monitor, and this process updates the view each time a
+batch finishes (see ``progress``).
 """
 
 from __future__ import annotations
 
-import functools
+import asyncio
 import logging
 import os
 import time
@@ -28,26 +32,31 @@ from collections.abc import AsyncIterable, Callable, Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
-from ..core.definition import DagPipeline
+from ..core.definition import DagPipeline, DagTask
 from ..core.handlers import HandlerKind, callable_name, handler_kind
+from ..core.observer import Monitor
 from ..core.results import NodeStats, RunResult
-from ..observe.monitor import Monitor, resolve_monitor
+from ..observe.monitor import resolve_monitor
+from .awaiting import await_executor, await_spawn_pool
 from .options import check_run_options
-from .pool import run_in_spawn_pool, run_on_executor
+from .pool import OnResult, SpawnPool, WorkerDied, run_on_executor
 from .progress import BatchProgress
 from .shipping import ShippingError, describe_failure, dumps
 from .worker import FACTORY, FUNCTION, run_batch, run_shipped
 
-__all__ = ["ShippingError", "run_function_pipeline_in_subprocess", "run_pipeline_in_subprocess"]
+__all__ = [
+    "ShippingError",
+    "WorkerDied",
+    "arun_function_pipeline_in_subprocess",
+    "arun_pipeline_in_subprocess",
+    "run_function_pipeline_in_subprocess",
+    "run_pipeline_in_subprocess",
+]
 
 
 _ASYNC_KINDS = (HandlerKind.ASYNC, HandlerKind.ASYNC_GEN)
 
 log = logging.getLogger("async_dag")
-
-# Runs the batches: ``run(on_result=callback_or_None)``; the callback sees each batch's
-# result as it finishes.
-_Runner = Callable[..., list[RunResult]]
 
 
 def run_function_pipeline_in_subprocess(
@@ -63,23 +72,21 @@ def run_function_pipeline_in_subprocess(
     Returns one ``RunResult`` per batch, in batch order. ``processes`` sizes the default
     spawn pool (default: the CPU count, at most one per batch); ``executor`` (any
     ``concurrent.futures.Executor``, e.g. ``distributed.Client(...).get_executor()``)
-    replaces it and is never shut down here. A failing batch re-raises its exception
-    with a note naming the batch; a worker that dies raises ``BrokenProcessPool`` (a
-    ``RuntimeError``) naming the batch it was running.
+    replaces it and is never shut down here. Without ``key=``, input ``j`` of batch
+    ``i`` has data_id ``f"{i}:{j}"``. A failing batch re-raises its exception with a
+    note naming the batch; a worker of the default pool that dies raises
+    :class:`~async_dag.execution.pool.WorkerDied` (a ``BrokenProcessPool``, so a
+    ``RuntimeError``) naming the batch it was running, its pid and the signal.
 
     ``monitor=`` (``True``, or a ``Monitor`` such as a ``PipelineMonitor``) shows
-    batch-level progress, driven from this process: it starts with one node named like
-    the function and zero counters, and is updated as batches finish (in the order they
-    finish) with the stats of the finished batches summed; ``in_flight`` and queue
-    depths stay 0. Workers run without a monitor. The view's run id is ``run_id=`` when
-    given (each batch's run has it too), else a fresh one.
+    batch-level progress, driven from this process: ``total`` is the number of batches
+    and ``inputs`` the batches finished; the node counters are the finished batches'
+    stats summed (one node named like the function). Workers run without a monitor. The
+    view's run id is ``run_id=`` when given (each batch's run has it too), else a fresh
+    one.
     """
-    if not callable(pipeline) or handler_kind(pipeline) not in _ASYNC_KINDS:
-        raise TypeError(
-            f"pipeline must be an async function or async generator function (ctx, "
-            f"payload), got {pipeline!r}"
-        )
-    return _run_batches(FUNCTION, pipeline, batches, processes, executor, run_options)
+    _check_function(pipeline)
+    return _BatchedCall(FUNCTION, pipeline, batches, processes, executor, run_options).run()
 
 
 def run_pipeline_in_subprocess(
@@ -96,95 +103,223 @@ def run_pipeline_in_subprocess(
     (a ``DagPipeline`` itself is accepted too: each worker gets a copy). Everything else
     is as in :func:`run_function_pipeline_in_subprocess`.
 
-    With ``monitor=`` the view shows batch-level progress per task, updated as batches
-    finish; to list the tasks from the start, ``factory`` is also called once here (it
-    should just build the pipeline; nothing runs on that copy). If that call fails, the
-    tasks appear with the first finished batch instead.
+    With ``monitor=`` the view lists the tasks from the start: ``factory`` is also called
+    once here (it should just build the pipeline; nothing runs on that copy). If that
+    call fails, the tasks appear with the first finished batch instead.
     """
+    _check_factory(factory)
+    return _BatchedCall(FACTORY, factory, batches, processes, executor, run_options).run()
+
+
+async def arun_function_pipeline_in_subprocess(
+    pipeline: Callable[..., Any],
+    batches: Iterable[Any],
+    *,
+    processes: int | None = None,
+    executor: Executor | None = None,
+    **run_options: Any,
+) -> list[RunResult]:
+    """The awaitable form of :func:`run_function_pipeline_in_subprocess`: same arguments,
+    result and errors, and the loop keeps running meanwhile.
+
+    Cancelling it (a notebook's interrupt button, ``asyncio.timeout``, ``task.cancel()``)
+    drops the batches not started, ends the default pool's worker processes (terminated,
+    then killed after a second) and raises ``CancelledError`` once they are gone. On an
+    executor given by the caller every future is cancelled: dask cancels its tasks; a
+    batch already running in a thread or process pool of the caller's runs to its end.
+    A ``monitor=`` gets a function that cancels this call (``Monitor.attach``).
+    """
+    _check_function(pipeline)
+    call = _BatchedCall(FUNCTION, pipeline, batches, processes, executor, run_options)
+    return await call.arun()
+
+
+async def arun_pipeline_in_subprocess(
+    factory: Callable[[], DagPipeline] | DagPipeline,
+    batches: Iterable[Any],
+    *,
+    processes: int | None = None,
+    executor: Executor | None = None,
+    **run_options: Any,
+) -> list[RunResult]:
+    """The awaitable form of :func:`run_pipeline_in_subprocess`; cancelling it stops it as
+    :func:`arun_function_pipeline_in_subprocess` says."""
+    _check_factory(factory)
+    call = _BatchedCall(FACTORY, factory, batches, processes, executor, run_options)
+    return await call.arun()
+
+
+def _check_function(pipeline: Any) -> None:
+    if not callable(pipeline) or handler_kind(pipeline) not in _ASYNC_KINDS:
+        raise TypeError(
+            f"pipeline must be an async function or async generator function (ctx, "
+            f"payload), got {pipeline!r}"
+        )
+
+
+def _check_factory(factory: Any) -> None:
     if not isinstance(factory, DagPipeline) and not callable(factory):
         raise TypeError(
             f"factory must be a callable that returns a DagPipeline, got {type(factory).__name__}"
         )
-    return _run_batches(FACTORY, factory, batches, processes, executor, run_options)
 
 
-def _run_batches(
-    kind: str,
-    target: Any,
-    batches: Iterable[Any],
-    processes: int | None,
-    executor: Executor | None,
-    options: dict[str, Any],
-) -> list[RunResult]:
-    started = time.perf_counter()
-    items = _list_batches(batches)
-    workers = _pool_size(processes, executor, len(items))
-    # The monitor stays here: workers run without one, this process shows their progress.
-    options = dict(options)
-    monitor_spec = options.pop("monitor", None)
-    check_run_options(kind, options)
-    monitor = resolve_monitor(monitor_spec)
-    run = _runner(kind, target, items, workers, executor, options)
-    if monitor is None:
-        return run(on_result=None)
-    progress = _progress(monitor, kind, target, options, started)
-    progress.start()
-    try:
-        results = run(on_result=progress.add)
-    except BaseException as exc:
-        progress.finish(exc)
-        raise
-    progress.finish(None)
-    return results
+class _BatchedCall:
+    """One call, checked and shipped (so a ShippingError comes before anything runs)."""
+
+    def __init__(
+        self,
+        kind: str,
+        target: Any,
+        batches: Iterable[Any],
+        processes: int | None,
+        executor: Executor | None,
+        options: dict[str, Any],
+    ) -> None:
+        self.started = time.perf_counter()
+        self.kind = kind
+        self.target = target
+        self.items = _list_batches(batches)
+        workers = _pool_size(processes, executor, len(self.items))
+        # The monitor stays here: workers run without one, this process shows progress.
+        options = dict(options)
+        monitor_spec = options.pop("monitor", None)
+        check_run_options(kind, options)
+        self.options = options
+        self.monitor = resolve_monitor(monitor_spec)
+        self.executor = executor
+        self.local: list[tuple[Callable[..., Any], tuple[Any, ...]]] | None = None
+        self.shipped: list[tuple[Callable[..., Any], tuple[Any, ...]]] | None = None
+        self.pool: SpawnPool | None = None
+        if not self.items:
+            return
+        if isinstance(executor, ThreadPoolExecutor):
+            # Same process: nothing to pickle, each thread runs its own event loop.
+            self.local = [
+                (run_batch, (kind, target, batch, options, index))
+                for index, batch in enumerate(self.items)
+            ]
+            return
+        common = _ship_common(kind, target, options)
+        payloads = [_ship_batch(index, batch) for index, batch in enumerate(self.items)]
+        if executor is not None:
+            self.shipped = [(run_shipped, (i, common, p)) for i, p in enumerate(payloads)]
+        else:
+            self.pool = SpawnPool(workers, common, payloads)
+
+    def run(self) -> list[RunResult]:
+        """Run the batches, blocking this thread."""
+        progress = self._progress(None)
+        try:
+            results = self._execute(progress.add if progress is not None else None)
+        except BaseException as exc:
+            if progress is not None:
+                progress.finish(exc)
+            raise
+        if progress is not None:
+            progress.finish(None)
+        return results
+
+    async def arun(self) -> list[RunResult]:
+        """Run the batches, awaiting them on the running loop."""
+        progress = self._progress(_canceller())
+        try:
+            results = await self._aexecute(progress.add if progress is not None else None)
+        except BaseException as exc:
+            if progress is not None:
+                progress.finish(exc)
+            raise
+        if progress is not None:
+            progress.finish(None)
+        return results
+
+    def _execute(self, on_result: OnResult) -> list[RunResult]:
+        if self.pool is not None:
+            return self.pool.run(on_result)
+        if self.executor is not None and (self.local or self.shipped):
+            calls = self.local or self.shipped or []
+            return run_on_executor(
+                self.executor, calls, shipped=self.shipped is not None, on_result=on_result
+            )
+        return []
+
+    async def _aexecute(self, on_result: OnResult) -> list[RunResult]:
+        if self.pool is not None:
+            return await await_spawn_pool(self.pool, on_result)
+        if self.executor is not None and (self.local or self.shipped):
+            calls = self.local or self.shipped or []
+            return await await_executor(
+                self.executor, calls, shipped=self.shipped is not None, on_result=on_result
+            )
+        await asyncio.sleep(0)  # still a point where a cancellation lands
+        return []
+
+    def _progress(self, cancel: Callable[[], None] | None) -> BatchProgress | None:
+        """The parent-side progress of the call, started (None without a monitor)."""
+        if self.monitor is None:
+            return None
+        progress, pipeline = _progress(
+            self.monitor, self.kind, self.target, self.options, len(self.items), self.started
+        )
+        progress.start(pipeline, cancel)
+        return progress
 
 
-def _runner(
-    kind: str,
-    target: Any,
-    items: list[Any],
-    workers: int,
-    executor: Executor | None,
-    options: dict[str, Any],
-) -> _Runner:
-    """What runs the batches, once everything is shipped (so a ShippingError comes first)."""
-    if not items:
-        return lambda *, on_result: []
-    if isinstance(executor, ThreadPoolExecutor):
-        # Same process: nothing to pickle, each thread runs its own event loop.
-        local = [(run_batch, (kind, target, batch, options)) for batch in items]
-        return functools.partial(run_on_executor, executor, local, shipped=False)
-    common = _ship_common(kind, target, options)
-    payloads = [_ship_batch(index, batch) for index, batch in enumerate(items)]
-    if executor is not None:
-        shipped = [(run_shipped, (i, common, payload)) for i, payload in enumerate(payloads)]
-        return functools.partial(run_on_executor, executor, shipped, shipped=True)
-    return functools.partial(run_in_spawn_pool, workers, common, payloads)
+def _canceller() -> Callable[[], None]:
+    """A function that cancels the running task, callable from any thread."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None, "called from a coroutine"
+
+    def cancel() -> None:
+        loop.call_soon_threadsafe(task.cancel)
+
+    return cancel
 
 
 def _progress(
-    monitor: Monitor, kind: str, target: Any, options: dict[str, Any], started: float
-) -> BatchProgress:
-    """The parent-side progress of a call, with the nodes known before any batch ran."""
-    name: str | None
-    nodes: dict[str, NodeStats]
+    monitor: Monitor,
+    kind: str,
+    target: Any,
+    options: dict[str, Any],
+    batches: int,
+    started: float,
+) -> tuple[BatchProgress, DagPipeline | None]:
+    """The parent-side progress of a call, with the nodes known before any batch ran,
+    and the pipeline to show (a function pipeline as its one-node graph)."""
     if kind == FUNCTION:
-        name = callable_name(target)
-        concurrency: int = options.get("concurrency", 1)
-        # the one queue as run_function_pipeline sizes it; each batch's stats say too
-        nodes = {name: NodeStats(name, concurrency, max(2 * concurrency, 16))}
+        pipeline = _one_node(target, options.get("concurrency", 1))
     else:
         pipeline = target if isinstance(target, DagPipeline) else _build_here(target)
-        if pipeline is None:
-            name, nodes = None, {}  # both come with the first finished batch
-        else:
-            name = pipeline.name
-            nodes = {
-                task_id: NodeStats(task_id, task.concurrency, task.bound)
-                for task_id, task in pipeline.tasks.items()
-            }
-    return BatchProgress(
-        monitor, run_id=options.get("run_id"), name=name, nodes=nodes, started=started
+    name: str | None = None
+    nodes: dict[str, NodeStats] = {}  # unknown: both come with the first finished batch
+    if pipeline is not None:
+        name = pipeline.name
+        nodes = {
+            task_id: NodeStats(task_id, task.concurrency, task.bound)
+            for task_id, task in pipeline.tasks.items()
+        }
+    progress = BatchProgress(
+        monitor,
+        run_id=options.get("run_id"),
+        name=name,
+        nodes=nodes,
+        batches=batches,
+        started=started,
     )
+    return progress, pipeline
+
+
+def _one_node(function: Callable[..., Any], concurrency: int) -> DagPipeline | None:
+    """The one-node graph a function pipeline runs as, for display (None if it fails)."""
+    name = callable_name(function)
+    # the one queue as run_function_pipeline sizes it; each batch's stats say too
+    try:
+        task = DagTask(name, function, concurrency=concurrency, queue_size=max(2 * concurrency, 16))
+        return DagPipeline([task], name=name)
+    except Exception:
+        log.debug("no one-node graph for %s", name, exc_info=True)
+        return None
 
 
 def _build_here(factory: Callable[[], Any]) -> DagPipeline | None:

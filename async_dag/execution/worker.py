@@ -13,8 +13,10 @@ import asyncio
 import dataclasses
 import os
 import signal
+import threading
+import time
 import traceback
-from collections.abc import MutableSequence
+from multiprocessing.connection import Connection
 from typing import Any
 
 from ..core.definition import DagPipeline
@@ -32,9 +34,6 @@ RAISED_UNPICKLABLE = "raised-unpicklable"  # (tag, type name, message, notes, tr
 RESULT_UNPICKLABLE = "result-unpicklable"  # (tag, why)
 UNLOADABLE = "unloadable"  # (tag, what, why, traceback text)
 
-# Set in pool workers by `init_worker`: slot i holds the pid running batch i (0: none).
-_running: MutableSequence[int] | None = None
-
 
 class RemoteTraceback(Exception):
     """The traceback of an exception raised in a worker, attached as its ``__cause__``."""
@@ -47,15 +46,44 @@ class RemoteTraceback(Exception):
         return f'\n"""\n{self.text}"""'
 
 
-def init_worker(running: MutableSequence[int] | None) -> None:
-    """Pool initializer: leave Ctrl-C to the parent, and note which batch runs where."""
-    global _running
+def serve(conn: Connection, common: bytes, parent: int) -> None:
+    """The loop of one of our own worker processes: run each batch sent, until told to stop.
+
+    The parent sends ``(index, payload)`` and reads back the outcome's bytes; ``None`` or
+    a closed pipe means stop. Ctrl-C is left to the parent (which ends this process), and
+    the process ends itself if the parent is gone.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _running = running
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        index, payload = task
+        conn.send_bytes(run_shipped(index, common, payload))
 
 
-def run_batch(kind: str, target: Any, batch: Any, options: dict[str, Any]) -> RunResult:
-    """Run one batch to its end on a new event loop in the calling thread."""
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def batch_options(index: int, options: dict[str, Any]) -> dict[str, Any]:
+    """The run options of batch ``index``: without ``key=``, its data_ids are "index:j"."""
+    if options.get("key") is None:
+        return {**options, "_id_prefix": f"{index}:"}
+    return options
+
+
+def run_batch(
+    kind: str, target: Any, batch: Any, options: dict[str, Any], index: int = 0
+) -> RunResult:
+    """Run batch ``index`` to its end on a new event loop in the calling thread."""
+    options = batch_options(index, options)
     if kind == FUNCTION:
         return asyncio.run(run_function_pipeline(batch, target, **options))
     pipeline = target if isinstance(target, DagPipeline) else target()
@@ -77,15 +105,10 @@ def run_shipped(index: int, common: bytes, batch: bytes) -> bytes:
         items = loads(batch)
     except BaseException as exc:
         return _unloadable(f"batch {index}", exc)
-    if _running is not None:
-        _running[index] = os.getpid()
     try:
-        result = run_batch(kind, target, items, options)
+        result = run_batch(kind, target, items, options, index)
     except BaseException as exc:
         return _raised(exc)
-    finally:
-        if _running is not None:
-            _running[index] = 0
     _make_errors_portable(result)
     try:
         return dumps((OK, result))

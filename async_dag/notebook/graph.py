@@ -9,11 +9,12 @@ Graphviz.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
-from ..core.dot import ROLE_ATTRS, dot_body, edge_caption, node_caption, node_role
+from ..core.dot import dot_body
+from ..core.mermaid import mermaid_escape as mermaid_escape
+from ..core.mermaid import pipeline_to_mermaid
 
 if TYPE_CHECKING:
     import graphviz
@@ -43,63 +44,9 @@ def render_svg(pipeline: DagPipeline) -> str:
     return svg
 
 
-def mermaid_escape(text: str) -> str:
-    """Escape ``text`` for a double-quoted mermaid label.
-
-    Every character that mermaid or HTML could read as syntax becomes an entity code
-    (``#quot;``, ``#60;``); a newline becomes ``<br>``.
-    """
-    out: list[str] = []
-    for ch in text:
-        if ch == "\n":
-            out.append("<br>")
-        elif ch == '"':
-            out.append("#quot;")
-        elif ch.isalnum() or ch in " _-.,:/+=?!@×≤·":
-            out.append(ch)
-        else:
-            out.append(f"#{ord(ch)};")
-    return "".join(out)
-
-
 def to_mermaid(pipeline: DagPipeline) -> str:
-    """The graph as a mermaid flowchart: same nodes, roles, captions and edge labels.
-
-    Sources are stadiums, sinks double-bordered boxes, loop edges dotted.
-    """
-    shapes = {
-        "source": ('(["', '"])'),
-        "sink": ('[["', '"]]'),
-        "source+sink": ('{{"', '"}}'),
-        "task": ('["', '"]'),
-    }
-    lines = [
-        "---",
-        f"title: {json.dumps(pipeline.name)}",  # a JSON string is a YAML string
-        "---",
-        "flowchart LR",
-    ]
-    names = {task_id: f"n{i}" for i, task_id in enumerate(pipeline.tasks)}
-    roles: dict[str, list[str]] = {}
-    for task_id, task in pipeline.tasks.items():
-        role = node_role(pipeline, task_id)
-        roles.setdefault(role, []).append(names[task_id])
-        opening, closing = shapes[role]
-        label = mermaid_escape(f"{task_id}\n{node_caption(task)}")
-        lines.append(f"    {names[task_id]}{opening}{label}{closing}")
-    for edge in pipeline.transitions:
-        arrow = "-.->" if edge.is_loop else "-->"
-        caption = edge_caption(edge)
-        label = f'|"{mermaid_escape(caption)}"|' if caption is not None else ""
-        lines.append(f"    {names[edge.source]} {arrow}{label} {names[edge.target]}")
-    css = {"source": "source", "sink": "sink", "source+sink": "both"}
-    for role, name in css.items():  # the colours of the DOT drawing
-        attrs = ROLE_ATTRS[role]
-        lines.append(f"    classDef {name} fill:{attrs['fillcolor']},stroke:{attrs['color']}")
-    for role, members in roles.items():
-        if role in css:
-            lines.append(f"    class {','.join(members)} {css[role]}")
-    return "\n".join(lines) + "\n"
+    """The graph as mermaid text: ``pipeline.to_mermaid()``, the fallback shown without dot."""
+    return pipeline_to_mermaid(pipeline)
 
 
 def _wanted(mime: str, include: Collection[str] | None, exclude: Collection[str] | None) -> bool:
@@ -140,7 +87,7 @@ def mimebundle(
             bundle[PLAIN] = repr(pipeline)
         return bundle
     if _wanted(MERMAID, include, exclude):
-        bundle[MERMAID] = to_mermaid(pipeline)
+        bundle[MERMAID] = pipeline.to_mermaid()
     if _wanted(PLAIN, include, exclude):
         bundle[PLAIN] = f"{pipeline!r}\n\n{pipeline.to_dot()}\n{problem} {INSTALL_HINT}"
     return bundle
