@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .core.background import PipelineRun as PipelineRun
+from .core.checkpoint import Checkpoint as Checkpoint
 from .core.context import PipelineContext as PipelineContext
 from .core.definition import DagPipeline as DagPipeline
 from .core.definition import DagTask as DagTask
@@ -18,8 +20,13 @@ from .core.definition import TaskTransition as TaskTransition
 from .core.errors import ItemError as ItemError
 from .core.errors import LoopLimitExceeded as LoopLimitExceeded
 from .core.errors import PipelineDefinitionError as PipelineDefinitionError
+from .core.errors import RetryAfter as RetryAfter
+from .core.errors import ShippingError as ShippingError
 from .core.function import iter_function_pipeline as iter_function_pipeline
 from .core.function import run_function_pipeline as run_function_pipeline
+from .core.function import start_function_pipeline as start_function_pipeline
+from .core.observer import Monitor as Monitor
+from .core.ratelimit import RateLimit as RateLimit
 from .core.results import NodeStats as NodeStats
 from .core.results import Record as Record
 from .core.results import RunResult as RunResult
@@ -30,12 +37,12 @@ from .execution.processes import (
 from .execution.processes import run_pipeline_in_subprocess as run_pipeline_in_subprocess
 from .observe.logs import log_with_context as log_with_context
 from .observe.logs import setup_logging as setup_logging
-from .observe.monitor import Monitor as Monitor
 
 if TYPE_CHECKING:
     from .notebook.monitor import PipelineMonitor as PipelineMonitor
 
 __all__ = [
+    "Checkpoint",
     "DagPipeline",
     "DagTask",
     "ItemError",
@@ -46,9 +53,13 @@ __all__ = [
     "PipelineContext",
     "PipelineDefinitionError",
     "PipelineMonitor",
+    "PipelineRun",
+    "RateLimit",
     "Record",
+    "RetryAfter",
     "RunResult",
     "RunStats",
+    "ShippingError",
     "TaskTransition",
     "iter_function_pipeline",
     "log_with_context",
@@ -56,9 +67,14 @@ __all__ = [
     "run_function_pipeline_in_subprocess",
     "run_pipeline_in_subprocess",
     "setup_logging",
+    "start_function_pipeline",
 ]
 
 __version__ = "0.1.0"
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def __getattr__(name: str) -> Any:

@@ -117,4 +117,5 @@ def test_task_options_are_kept():
     t = p.tasks["a"]
     assert (t.concurrency, t.queue_size, t.retries, t.retry_delay, t.timeout) == (4, 3, 2, 0.5, 1)
     assert t.bound == 3
-    assert PipelineBuilder().add_task("b", step, concurrency=5).build().tasks["b"].bound == 10
+    assert PipelineBuilder().add_task("b", step, concurrency=5).build().tasks["b"].bound == 64
+    assert PipelineBuilder().add_task("c", step, concurrency=40).build().tasks["c"].bound == 80

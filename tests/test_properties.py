@@ -190,8 +190,9 @@ def reference(specs, edges, inputs):
                 )
                 >= e.max_loops
             ]
-            if exhausted:
+            if exhausted:  # the output never went on: counted once, as a failure
                 st_["failed"] += 1
+                st_["emitted"] -= 1
                 errors[(f"n{node}", data_id, "LoopLimitExceeded")] += 1
             elif not chosen:
                 st_["unrouted"] += 1

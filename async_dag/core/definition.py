@@ -191,6 +191,37 @@ def _check_edge(edge: object, tasks: Mapping[str, DagTask]) -> TaskTransition:
     return edge
 
 
+def _find_cycle(ids: Sequence[str], edges: Sequence[TaskTransition]) -> list[str] | None:
+    """A cycle among forward (non-loop) edges, as a list of node ids, or None."""
+    succ: dict[str, list[str]] = {i: [] for i in ids}
+    for e in edges:
+        if not e.is_loop:
+            succ[e.source].append(e.target)
+    state: dict[str, int] = dict.fromkeys(ids, 0)  # 0 new, 1 on stack, 2 done
+    for root in ids:
+        if state[root]:
+            continue
+        stack: list[tuple[str, int]] = [(root, 0)]
+        trail = [root]
+        state[root] = 1
+        while stack:
+            node, i = stack[-1]
+            if i < len(succ[node]):
+                stack[-1] = (node, i + 1)
+                nxt = succ[node][i]
+                if state[nxt] == 1:
+                    return [*trail[trail.index(nxt) :], nxt]
+                if state[nxt] == 0:
+                    state[nxt] = 1
+                    stack.append((nxt, 0))
+                    trail.append(nxt)
+            else:
+                state[node] = 2
+                stack.pop()
+                trail.pop()
+    return None
+
+
 class DagPipeline:
     """A validated graph of tasks; reusable, and runs of it share no state.
 

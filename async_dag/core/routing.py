@@ -80,7 +80,7 @@ def edges(run: Run, node: NodeRuntime, out: list[Edge]) -> Emit:
                 if when is not None and not when(ctx, value):
                     continue
             except Exception as exc:
-                exc.add_note(f"raised by the predicate {edge.when_name} of edge {edge.label}")
+                exc.add_note(f"raised by the predicate of edge {edge.label} ({edge.when_name})")
                 node.emitted -= 1  # the output went nowhere: the node failed it
                 run.fail(node, ctx, exc, value)
                 return None

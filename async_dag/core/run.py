@@ -79,8 +79,11 @@ class Run:
         self.state = "running"
         self._done: asyncio.Future[None] | None = None
         self._task: asyncio.Task[Any] | None = None
+        self.monitors: list[Monitor] = [options.monitor] if options.monitor is not None else []
+        self._sampler: asyncio.Task[None] | None = None
         self._started = 0.0
         self._ended: float | None = None
+        self._end_error: BaseException | None = None
         self.session: CheckpointSession | None = None
         if options.checkpoint is not None:
             self.session = options.checkpoint.session(pipeline.name)
@@ -389,14 +392,35 @@ class Run:
             )
         return tuple(sig)
 
-    async def _sample(self, monitor: Monitor) -> None:
+    async def _sample(self) -> None:
         last = self._signature()
         while True:
-            await asyncio.sleep(monitor.interval)
+            await asyncio.sleep(min(m.interval for m in self.monitors))
             sig = self._signature()
             if sig != last:
                 last = sig
-                notify(monitor.update, self.snapshot())
+                stats = self.snapshot()
+                for monitor in self.monitors:
+                    notify(monitor.update, stats)
+
+    def add_monitor(self, monitor: Monitor) -> None:
+        """Show this run on one more monitor, also once it is going (a background run
+        displayed in a notebook); a run that has ended shows its final state."""
+        if monitor in self.monitors:
+            return
+        if not self._started:  # not begun yet: it starts with the others
+            self.monitors.append(monitor)
+            return
+        notify(monitor.attach, self.pipeline, None if self._ended is not None else self.cancel)
+        notify(monitor.start, self.snapshot())
+        if self._ended is not None:
+            notify(monitor.finish, self.snapshot(), self._end_error)
+            return
+        self.monitors.append(monitor)
+        if self._started and self._sampler is None and not self.closing:
+            self._sampler = asyncio.get_running_loop().create_task(
+                self._sample(), name=self._name("monitor")
+            )
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -407,10 +431,9 @@ class Run:
         self._task = asyncio.current_task()
         self.debug = log.isEnabledFor(logging.DEBUG)
         self._started = time.perf_counter()
-        monitor: Monitor | None = self.options.monitor
         tasks: list[asyncio.Task[None]] = []
         error: BaseException | None = None
-        if monitor is not None:
+        for monitor in self.monitors:
             notify(monitor.attach, self.pipeline, self.cancel)
             notify(monitor.start, self.snapshot())
         try:
@@ -421,25 +444,25 @@ class Run:
                 for i in range(node.concurrency):
                     tasks.append(loop.create_task(work(node), name=self._name(f"{node.id}#{i}")))
             tasks.append(loop.create_task(self._feed(), name=self._name("feed")))
-            if monitor is not None:
-                tasks.append(loop.create_task(self._sample(monitor), name=self._name("monitor")))
+            if self.monitors:
+                self._sampler = loop.create_task(self._sample(), name=self._name("monitor"))
             await self._done
         except BaseException as exc:
             error = exc
             raise
         finally:
-            await self._wind_down(tasks, monitor, error)
+            await self._wind_down(tasks, error)
         if self.failure is not None:
             raise self.failure
 
     def _name(self, what: str) -> str:
         return f"async_dag:{self.run_id}:{what}"
 
-    async def _wind_down(
-        self, tasks: list[asyncio.Task[None]], monitor: Monitor | None, error: BaseException | None
-    ) -> None:
+    async def _wind_down(self, tasks: list[asyncio.Task[None]], error: BaseException | None) -> None:
         """Close, cancel and wait for everything, whatever happens meanwhile; once."""
         self.closing = True
+        if self._sampler is not None:
+            tasks.append(self._sampler)
         for node in self.nodes.values():
             node.queue.close()
         for batcher in self.batchers:
@@ -469,10 +492,12 @@ class Run:
             self.state = "cancelled"
         else:
             self.state = "failed"
-        if monitor is not None:
-            if error is None and cancelled:
-                error = asyncio.CancelledError()
-            notify(monitor.finish, self.snapshot(), error)
+        if error is None and cancelled:
+            error = asyncio.CancelledError()
+        self._end_error = error
+        stats = self.snapshot()
+        for monitor in self.monitors:
+            notify(monitor.finish, stats, error)
         if cancelled:
             raise asyncio.CancelledError
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core.definition import DagPipeline
-from ..core.function import run_function_pipeline
-from ..core.options import RunOptions, check_function_options
+from ..core.function import FUNCTION_OPTIONS, check_function_options, run_function_pipeline
+from ..core.options import RunOptions
 from .worker import FUNCTION
 
 
@@ -39,10 +39,6 @@ def check_run_options(kind: str, options: dict[str, Any]) -> None:
             f"{where} ({', '.join(sorted(allowed))})"
         )
     if kind == FUNCTION:
-        check_function_options(
-            concurrency=options.get("concurrency", 1),
-            retries=options.get("retries", 0),
-            timeout=options.get("timeout"),
-        )
+        check_function_options(**{k: v for k, v in options.items() if k in FUNCTION_OPTIONS})
     shared = _keyword_options(RunOptions.check) - {"monitor"}
     RunOptions.check([], **{name: options[name] for name in shared if name in options})
