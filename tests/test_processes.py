@@ -139,6 +139,39 @@ def test_batches_come_back_in_order_from_separate_processes(
     assert new_children() == []
 
 
+@pytest.mark.parametrize("where_to", ["default pool", "thread pool"])
+def test_data_ids_are_unique_within_a_call(where_to: str) -> None:
+    """Without key=, input j of batch i is "i:j" (outputs and collected errors alike), for
+    both runners, so (run_id, data_id) is unique even with one run_id for every batch."""
+    batches = [[1, 3], [3], [5, 6, 7]]
+    expected = [["0:0", "0:1"], ["1:0"], ["2:0", "2:1", "2:2"]]
+
+    def build() -> DagPipeline:
+        return PipelineBuilder("ids").add_task("fail_on_three", fail_on_three).build()
+
+    with contextlib.ExitStack() as stack:
+        options: dict[str, Any] = {"on_error": "collect", "run_id": "one-call"}
+        if where_to == "thread pool":
+            options["executor"] = stack.enter_context(ThreadPoolExecutor(2))
+        else:
+            options["processes"] = 2
+        for results in (
+            run_function_pipeline_in_subprocess(fail_on_three, batches, **options),
+            run_pipeline_in_subprocess(build, batches, **options),
+        ):
+            seen = [
+                sorted([rec.ctx.data_id for rec in r.records] + [e.data_id for e in r.errors])
+                for r in results
+            ]
+            assert seen == expected
+            pairs = [(rec.ctx.run_id, rec.ctx.data_id) for r in results for rec in r.records]
+            assert len(set(pairs)) == len(pairs) == 4
+        keyed = run_function_pipeline_in_subprocess(
+            fail_on_three, [[1], [2]], key=lambda x: f"k{x}", **options
+        )
+    assert [[rec.ctx.data_id for rec in r.records] for r in keyed] == [["k1"], ["k2"]]
+
+
 def test_results_follow_batch_order_not_completion_order(
     pool: ProcessPoolExecutor, tmp_path: Path
 ) -> None:
