@@ -265,8 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status (``sys.exit(main())``)."""
     parser = make_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and getattr(args, "command", None) is cmd_run and not any(
-        e.startswith("-") and e != "-" for e in extra
+    if (
+        extra
+        and getattr(args, "command", None) is cmd_run
+        and not any(e.startswith("-") and e != "-" for e in extra)
     ):
         args.inputs += extra  # INPUTs after options: `run job.py:f --limit 5 a.jsonl`
     elif extra:

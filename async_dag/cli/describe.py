@@ -38,7 +38,9 @@ def _task_line(pipeline: DagPipeline, task_id: str, width: int) -> str:
     for flag in ("inline", "join"):
         if getattr(task, flag, False):
             options.append(flag)
-    roles = [r for r, ids in (("source", pipeline.sources), ("sink", pipeline.sinks)) if task_id in ids]
+    roles = [
+        r for r, ids in (("source", pipeline.sources), ("sink", pipeline.sinks)) if task_id in ids
+    ]
     role = f"  ({', '.join(roles)})" if roles else ""
     return f"  {task_id:<{width}}  {_kind(task.handler):<15}  {', '.join(options)}{role}"
 

@@ -55,7 +55,7 @@ def _open(path: str, encoding: str) -> Any:
     if path == "-":
         sys.stdin.reconfigure(encoding=encoding, newline="")  # type: ignore[union-attr]
         return sys.stdin
-    return open(path, encoding=encoding, newline="")  # noqa: SIM115 - closed by the reader
+    return open(path, encoding=encoding, newline="")
 
 
 def _read_jsonl(path: str, keep_bad: bool) -> Iterator[Any]:

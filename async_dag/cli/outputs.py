@@ -275,4 +275,3 @@ def write_errors(path: str, errors: list[Any]) -> None:
                 "error": str(err.exception),
             }
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
-

@@ -100,10 +100,12 @@ class Session:
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         self.interrupts += 1
-        if self.interrupts > 1 or self.task is None:
+        task = self.task
+        if self.interrupts > 1 or task is None:
             hard_exit()
-        self.task.cancel()
-        self.task.get_loop().call_soon_threadsafe(lambda: None)  # wake the loop
+            return
+        task.cancel()
+        task.get_loop().call_soon_threadsafe(lambda: None)  # wake the loop
         self._watchdog = threading.Timer(GRACE, hard_exit)
         self._watchdog.daemon = True
         self._watchdog.start()

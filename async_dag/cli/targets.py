@@ -114,7 +114,9 @@ def _missing(module: ModuleType, label: str, attr: str) -> UsageError:
     names = _candidates(module)
     close = difflib.get_close_matches(attr, names, n=3)
     hint = f"; did you mean {' or '.join(repr(n) for n in close)}?" if close else ""
-    listing = f" (it has: {', '.join(names)})" if names else " (it has no pipeline or async function)"
+    listing = (
+        f" (it has: {', '.join(names)})" if names else " (it has no pipeline or async function)"
+    )
     return UsageError(f"{label} has no attribute {attr!r}{hint}{listing}")
 
 
