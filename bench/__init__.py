@@ -18,6 +18,7 @@ Workload = Callable[[float, int], list[Row]]
 
 def _workloads() -> dict[str, Workload]:
     from .chain import workload_chain, workload_io, workload_workers8
+    from .cli_stream import workload_cli
     from .fanout import workload_fanout
     from .memory import workload_memory
     from .overheads import workload_ordered, workload_overheads
@@ -32,6 +33,7 @@ def _workloads() -> dict[str, Workload]:
         "overheads": workload_overheads,
         "ordered": workload_ordered,
         "processes": workload_processes,
+        "cli": workload_cli,
     }
 
 

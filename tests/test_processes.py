@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import multiprocessing
 import multiprocessing.resource_tracker
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import types
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -135,6 +137,39 @@ def test_batches_come_back_in_order_from_separate_processes(
     assert results[1].records[0].ctx.data_id == "1:0"
     assert results[0].stats.nodes["meet"].received == 2
     assert new_children() == []
+
+
+@pytest.mark.parametrize("where_to", ["default pool", "thread pool"])
+def test_data_ids_are_unique_within_a_call(where_to: str) -> None:
+    """Without key=, input j of batch i is "i:j" (outputs and collected errors alike), for
+    both runners, so (run_id, data_id) is unique even with one run_id for every batch."""
+    batches = [[1, 3], [3], [5, 6, 7]]
+    expected = [["0:0", "0:1"], ["1:0"], ["2:0", "2:1", "2:2"]]
+
+    def build() -> DagPipeline:
+        return PipelineBuilder("ids").add_task("fail_on_three", fail_on_three).build()
+
+    with contextlib.ExitStack() as stack:
+        options: dict[str, Any] = {"on_error": "collect", "run_id": "one-call"}
+        if where_to == "thread pool":
+            options["executor"] = stack.enter_context(ThreadPoolExecutor(2))
+        else:
+            options["processes"] = 2
+        for results in (
+            run_function_pipeline_in_subprocess(fail_on_three, batches, **options),
+            run_pipeline_in_subprocess(build, batches, **options),
+        ):
+            seen = [
+                sorted([rec.ctx.data_id for rec in r.records] + [e.data_id for e in r.errors])
+                for r in results
+            ]
+            assert seen == expected
+            pairs = [(rec.ctx.run_id, rec.ctx.data_id) for r in results for rec in r.records]
+            assert len(set(pairs)) == len(pairs) == 4
+        keyed = run_function_pipeline_in_subprocess(
+            fail_on_three, [[1], [2]], key=lambda x: f"k{x}", **options
+        )
+    assert [[rec.ctx.data_id for rec in r.records] for r in keyed] == [["k1"], ["k2"]]
 
 
 def test_results_follow_batch_order_not_completion_order(
@@ -362,6 +397,53 @@ def test_killed_worker_raises_instead_of_hanging(new_children: Any) -> None:
     assert isinstance(caught.value, WorkerDied)
     assert (caught.value.batch, caught.value.exitcode) == (1, -signal.SIGKILL)
     assert new_children() == []
+
+
+def crash_on(ctx: PipelineContext, x: Any) -> Any:
+    """A plain def (a DAG task runs it in a thread): end the process on "kill"/"segv"."""
+    if x == "kill":
+        time.sleep(0.2)  # the batch is running, and so is another one
+        os.kill(os.getpid(), signal.SIGKILL)
+    if x == "segv":
+        time.sleep(0.2)
+        ctypes.string_at(0)  # reads address 0: a segmentation fault
+    time.sleep(0.3)
+    return x
+
+
+async def async_crash_on(ctx: PipelineContext, x: Any) -> Any:
+    if x in ("kill", "segv"):
+        await asyncio.sleep(0.2)
+        crash_on(ctx, x)
+    await asyncio.sleep(0.3)
+    return x
+
+
+def crashing_pipeline() -> DagPipeline:
+    return PipelineBuilder("crashing").add_task("crash", crash_on).build()
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("how", ["kill", "segv"])
+@pytest.mark.parametrize("form", ["function", "factory"])
+def test_a_dead_worker_is_blamed_on_its_own_batch(form: str, how: str, new_children: Any) -> None:
+    """Five batches on two workers, batch 2 ends its process: the error names batch 2 and
+    the signal, every time, within seconds, and no process is left."""
+    signals = {"kill": signal.SIGKILL, "segv": signal.SIGSEGV}
+    batches: list[list[Any]] = [[0, 1], [2], [how], [4, 5], [6]]
+    for _ in range(3):
+        started = time.monotonic()
+        with pytest.raises(WorkerDied) as caught:
+            if form == "function":
+                run_function_pipeline_in_subprocess(async_crash_on, batches, processes=2)
+            else:
+                run_pipeline_in_subprocess(crashing_pipeline, batches, processes=2)
+        assert time.monotonic() - started < 30
+        number = signals[how]
+        assert (caught.value.batch, caught.value.exitcode) == (2, -number)
+        assert f"batch 2 was running in worker pid {caught.value.pid}, " in str(caught.value)
+        assert f"killed by {number.name} (signal {int(number)})" in str(caught.value)
+        assert new_children() == []
 
 
 INTERRUPTED_SCRIPT = """

@@ -75,29 +75,76 @@ def stats(done: int, *, node: str = "work", elapsed: float = 1.0) -> RunStats:
     )
 
 
-async def test_quiet_on_a_pipe():
-    """On a pipe the monitor writes nothing at all, yet keeps the last block."""
+def snapshot_at(elapsed: float, done: int, *, total: int | None = None) -> RunStats:
+    """A one-node snapshot at ``elapsed`` seconds with ``done`` inputs finished."""
+    base = stats(done, elapsed=elapsed)
+    return RunStats(
+        run_id=base.run_id,
+        name=base.name,
+        elapsed=elapsed,
+        inputs=done,
+        outputs=done,
+        errors=0,
+        nodes=base.nodes,
+        total=total,
+    )
+
+
+async def test_a_pipe_gets_only_a_summary_line_for_a_short_run():
+    """Off a terminal a short run writes no drawing, just one summary line at the end."""
     read_end, write_end = os.pipe()
     with open(write_end, "w") as stream:
         monitor = TerminalMonitor(stream=stream, min_redraw=0)
-        result = await run_function_pipeline(range(200), inc, monitor=monitor)
+        result = await run_function_pipeline(range(200), inc, monitor=monitor, run_id="p1")
     with open(read_end, "rb") as pipe:
-        assert pipe.read() == b""
+        written = pipe.read().decode()
+    assert "\x1b" not in written
+    assert re.fullmatch(
+        r"async-dag: inc run p1 done: 200 inputs, 200 outputs, 0 errors, 0 skipped in "
+        r"\d+\.\d s\n",
+        written,
+    ), written
     assert monitor.state == "done"
     assert monitor.stats == result.stats
-    assert "out 200" in monitor.lines[0]
+    assert monitor.lines[2].startswith("  in 200  out 200")
 
 
-async def test_monitor_true_is_silent_when_stdout_is_captured(capsys):
-    """monitor=True outside a kernel is a TerminalMonitor; captured stdout stays empty."""
+def test_off_a_terminal_a_progress_line_every_ten_seconds():
+    """Off a terminal: a progress line at most every 10 s of the run, then the summary."""
+    stream = io.StringIO()
+    monitor = TerminalMonitor(stream=stream)
+    monitor.start(snapshot_at(0.0, 0, total=4000))
+    for tenth in range(1, 351):  # 35 s of updates, ten a second
+        monitor.update(snapshot_at(tenth / 10, tenth * 10, total=4000))
+    monitor.finish(snapshot_at(35.0, 3500, total=4000), None)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 4, lines
+    assert [line.split(", ")[-1] for line in lines[:3]] == ["10.0 s", "20.0 s", "30.0 s"]
+    assert "1,000/4,000 25% · 100 inputs/s · ETA 0:30" in lines[0]
+    assert lines[3].startswith("async-dag: demo run r1 done: 3500 inputs")
+
+
+def test_log_interval_none_is_silent_off_a_terminal():
+    """log_interval=None writes nothing at all when the stream is not a terminal."""
+    stream = io.StringIO()
+    monitor = TerminalMonitor(stream=stream, log_interval=None)
+    monitor.start(snapshot_at(0.0, 0))
+    monitor.update(snapshot_at(30.0, 10))
+    monitor.finish(snapshot_at(31.0, 10), None)
+    assert stream.getvalue() == ""
+
+
+async def test_monitor_true_writes_to_stderr(capsys):
+    """monitor=True outside a kernel is a TerminalMonitor on stderr; stdout stays clean."""
     assert isinstance(resolve_monitor(True), TerminalMonitor)
     assert list(await run_function_pipeline(range(50), inc, monitor=True)) == list(range(1, 51))
     captured = capsys.readouterr()
-    assert captured.out == "" and captured.err == ""
+    assert captured.out == ""
+    assert captured.err.startswith("async-dag: inc run ") and captured.err.count("\n") == 1
 
 
 async def test_draws_on_a_pty(pty):
-    """On a terminal it draws the header and node lines, ending with the final numbers."""
+    """On a terminal it draws header, bar, totals and node lines, ending with the final numbers."""
     p = (
         PipelineBuilder("twostep")
         .add_task("first", inc, concurrency=2)
@@ -110,13 +157,14 @@ async def test_draws_on_a_pty(pty):
     text = pty.close()
     plain = ANSI.sub("", text)
     assert "twostep  run pty-run  running" in plain
-    final = [line.strip() for line in plain.split("\r\n")[-4:]]
+    final = [line.strip() for line in plain.split("\r\n")[-6:]]
     assert final[0].startswith("twostep  run pty-run  done")
-    assert "in 300  out 300  errors 0" in final[0]
-    assert final[1].startswith("first ") and "done      300" in final[1]
-    assert final[2].startswith("second") and "out      300" in final[2]
-    assert final[3] == ""
-    assert "\x1b[3A" in text  # later blocks move back up over the 3 lines drawn
+    assert final[1].startswith("[####################] 300/300  100%")
+    assert final[2] == "in 300  out 300  errors 0"
+    assert final[3].startswith("first ") and "done       300" in final[3]
+    assert final[4].startswith("second") and "out       300" in final[4]  # 200 columns: wide
+    assert final[5] == ""
+    assert "\x1b[5A" in text  # later blocks move back up over the 5 lines drawn
     assert result.stats == monitor.stats
 
 
@@ -144,6 +192,48 @@ def test_redraws_are_rate_limited(pty):
     assert "out 50" in plain and "out 49" not in plain
 
 
+@pytest.mark.parametrize("pty", [80], indirect=True)
+def test_nothing_is_cut_off_at_80_columns(pty):
+    """At 80 columns every line fits whole: long ids are shortened, numbers and rates kept."""
+    long_id = "a-very-long-node-identifier-that-goes-on-and-on-for-ever-52"
+    nodes = {
+        long_id: NodeStats(
+            node=long_id,
+            concurrency=64,
+            queue_size=100,
+            received=1_234_567,
+            in_flight=64,
+            queue_depth=100,
+            failed=12_345,
+            emitted=1_222_158,
+        ),
+        "short": NodeStats(node="short", concurrency=1, queue_size=8, received=9),
+    }
+    big = RunStats(
+        run_id="0123456789abcdef0123",
+        name="a pipeline with a rather long name indeed",
+        elapsed=1234.5,
+        inputs=1_234_567,
+        outputs=1_222_158,
+        errors=12_345,
+        nodes=nodes,
+        total=10_000_000,
+    )
+    monitor = TerminalMonitor(stream=pty.stream)
+    monitor.start(big)
+    monitor.finish(big, KeyError("x"))
+    lines = [ANSI.sub("", line).strip("\r") for line in pty.close().split("\r\n")]
+    assert max(len(line) for line in lines) <= 79
+    final = lines[-6:-1]
+    assert final[0].endswith("failed: KeyError  1234.5 s")
+    assert (
+        "1,234,403/10,000,000" in final[1]
+    )  # 164 still inside when it failed and final[1].endswith("inputs/s")
+    assert final[2] == "  in 1,234,567  out 1,222,158  errors 12,345"
+    assert "queue 100/100" in final[3] and "failed 12,345" in final[3] and final[3].endswith("/s")
+    assert "…" in final[3] and final[4].startswith("  short ")
+
+
 @pytest.mark.parametrize("pty", [30], indirect=True)
 def test_lines_fit_the_terminal(pty):
     """Lines are cut to the terminal's width so the cursor moves stay right."""
@@ -154,11 +244,20 @@ def test_lines_fit_the_terminal(pty):
     assert max(len(line) for line in lines) == 29  # long lines were cut, none wrapped
 
 
+def test_eta_on_the_terminal():
+    """With a total the bar line shows count/total, percent, rate and, in time, the ETA."""
+    monitor = TerminalMonitor(stream=io.StringIO(), min_redraw=0)
+    monitor.start(snapshot_at(0.0, 0, total=1000))
+    assert "ETA" not in monitor.lines[1]
+    monitor.update(snapshot_at(4.0, 400, total=1000))
+    assert monitor.lines[1] == "  [########............] 400/1,000   40%  100 inputs/s  ETA 0:06"
+
+
 def test_control_characters_are_escaped():
     """A node id with an escape sequence is printed as text, not sent to the terminal."""
     stream = io.StringIO()
-    monitor = TerminalMonitor(stream=stream)
+    monitor = TerminalMonitor(stream=stream, log_interval=None)
     monitor.start(stats(1, node="evil\x1b[2Jid"))
-    assert "evil\\x1b[2Jid" in monitor.lines[1]
+    assert "evil\\x1b[2Jid" in monitor.lines[3]
     assert printable("a\nb\x07") == "a\\nb\\x07"
     assert stream.getvalue() == ""  # StringIO is not a terminal

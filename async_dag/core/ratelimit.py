@@ -1,29 +1,158 @@
-"""Interim rate limit (replaced by the full module)."""
+"""A shared budget of calls per second: :class:`RateLimit`."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
+import time
+from collections import deque
+
+
+def _seconds(value: object, what: str, *, positive: bool) -> float:
+    """``value`` as a finite float (> 0 when ``positive``, else >= 0), or TypeError/ValueError."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise TypeError(f"{what} must be a number, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{what} must be a finite number {bound}, got {value!r}")
+    return float(value)
 
 
 class RateLimit:
-    """Calls per second."""
+    """Let at most ``rate`` calls per second start, evenly spaced, across every user.
+
+    ``await limit.acquire()`` (or ``async with limit:``) waits until one call may start.
+    Calls start at least ``1/rate`` seconds apart, so in any interval of ``T`` seconds at
+    most ``rate * T + 1`` start: no bursts, and an idle period banks nothing. Waiters are
+    served first come, first served; a cancelled waiter leaves at once, takes no slot and
+    delays no one. ``pause(seconds)`` (what a ``RetryAfter`` does) holds every waiter and
+    every later call until the pause ends. Example, one budget for two tasks::
+
+        limit = RateLimit(50)  # the API allows 50 requests per second
+
+        async def first_page():
+            async with limit:
+                return await fetch(url, page=1)
+
+        pipeline.add_task("fetch", fetch_page, rate_limit=limit)
+
+    One ``RateLimit`` is one budget wherever it is used on one event loop: several tasks,
+    several concurrent runs. It binds to no loop when built (it may be created at import
+    time), and may be used by one loop after another; waiting on it from two loops at
+    once raises ``RuntimeError``. It is not thread-safe.
+
+    It pickles as its rate alone: each worker process of the subprocess runners gets an
+    independent copy with its own full budget, so ``n`` processes together may start up
+    to ``n * rate`` calls per second. Divide the rate by the process count when the
+    remote limit is global.
+    """
+
+    __slots__ = ("_interval", "_loop", "_next", "_paused_until", "_timer", "_waiters", "rate")
 
     def __init__(self, rate: float) -> None:
-        self.rate = float(rate)
-        self._next = 0.0
+        self.rate: float = _seconds(rate, "rate", positive=True)
+        self._interval = 1.0 / self.rate
+        self._next = -math.inf  # earliest time.monotonic() the next call may start
+        self._paused_until = -math.inf
+        self._waiters: deque[asyncio.Future[None]] = deque()  # FIFO, the head first
+        self._timer: asyncio.TimerHandle | None = None  # wakes the head, when it waits
+        self._loop: asyncio.AbstractEventLoop | None = None  # set while someone waits
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.rate,))
+
+    def __repr__(self) -> str:
+        state = ""
+        if self._waiters:
+            state += f", {len(self._waiters)} waiting"
+        pause = self._paused_until - time.monotonic()
+        if pause > 0:
+            state += f", paused {pause:.1f} s"
+        return f"<RateLimit {self.rate:g}/s{state}>"
+
+    async def __aenter__(self) -> RateLimit:
+        await self.acquire()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
 
     def pause(self, seconds: float) -> None:
-        """Pause."""
-        now = asyncio.get_running_loop().time()
-        self._next = max(self._next, now + seconds)
+        """Start no call before ``seconds`` from now; a pause only ever extends, never shortens."""
+        until = time.monotonic() + _seconds(seconds, "seconds", positive=False)
+        if until > self._paused_until:
+            self._paused_until = until
+            if self._timer is not None:
+                self._arm()
 
     async def acquire(self) -> float:
-        """Wait for a slot."""
+        """Wait until one call may start, take its slot, and return the seconds waited."""
+        now = time.monotonic()
+        if not self._waiters and now >= max(self._next, self._paused_until):
+            self._next = now + self._interval  # the fast path: no one waits, no need to
+            return 0.0
         loop = asyncio.get_running_loop()
-        start = loop.time()
-        while True:
-            now = loop.time()
-            if now >= self._next:
-                self._next = now + 1 / self.rate
-                return now - start
-            await asyncio.sleep(self._next - now)
+        if self._loop is not loop:
+            if self._waiters and self._loop is not None and not self._loop.is_closed():
+                raise RuntimeError(
+                    f"{self!r} is being waited on from another event loop; use one "
+                    "RateLimit per event loop"
+                )
+            self._waiters.clear()  # left behind by a closed loop
+            self._timer = None
+            self._loop = loop
+        start = now
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        if len(self._waiters) == 1:
+            self._arm()
+        try:
+            while True:
+                await waiter
+                now = time.monotonic()
+                if now >= max(self._next, self._paused_until):
+                    break
+                # woken early (a pause came in, or the timer ran a hair early): wait again
+                waiter = loop.create_future()
+                self._waiters[0] = waiter
+                self._arm()
+        except asyncio.CancelledError:
+            self._leave(waiter)
+            raise
+        self._waiters.popleft()
+        self._next = time.monotonic() + self._interval
+        self._arm()
+        # The call starts now: read the clock last, after anything that allocates (and so
+        # may run the garbage collector), so that no pause falls between this reading and
+        # the caller's start. The head's timer may now be a hair early: it then waits again.
+        now = time.monotonic()
+        self._next = now + self._interval
+        return now - start
+
+    def _arm(self) -> None:
+        """(Re)schedule the one timer that wakes the head waiter when its slot comes."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._waiters:
+            self._loop = None
+            return
+        assert self._loop is not None
+        delay = max(self._next, self._paused_until) - time.monotonic()
+        self._timer = self._loop.call_at(self._loop.time() + max(delay, 0.0), self._wake)
+
+    def _wake(self) -> None:
+        """Timer callback: the head waiter's slot has come."""
+        self._timer = None
+        if self._waiters and not self._waiters[0].done():
+            self._waiters[0].set_result(None)
+
+    def _leave(self, waiter: asyncio.Future[None]) -> None:
+        """A cancelled waiter goes, taking no slot; a new head gets the timer."""
+        if self._waiters and self._waiters[0] is waiter:
+            self._waiters.popleft()
+            self._arm()
+        else:
+            with contextlib.suppress(ValueError):  # already gone (its loop closed under it)
+                self._waiters.remove(waiter)

@@ -9,6 +9,7 @@ Graphviz.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
@@ -38,10 +39,40 @@ def to_graphviz(pipeline: DagPipeline) -> graphviz.Digraph:
     return graphviz.Digraph(body=dot_body(pipeline))
 
 
+#: the colour of lines and text drawn on the background (edges, their captions, the
+#: title): a grey that reads on white and on JupyterLab's dark theme alike
+ON_BACKGROUND = "#767676"
+
+
+def themed_svg(svg: str) -> str:
+    """``dot``'s SVG made to sit on any theme: no white background box, and edges, edge
+    captions and the title in :data:`ON_BACKGROUND` (nodes keep their light fills and
+    dark text). The SVG scales down to its output's width."""
+    svg = re.sub(
+        r'<polygon fill="white" stroke="[^"]*"', '<polygon fill="none" stroke="none"', svg, count=1
+    )
+    svg = svg.replace('"#616161"', f'"{ON_BACKGROUND}"')
+    pieces = re.split(
+        r'(<g id="node\d+" class="node">.*?</g>\n</g>|<g id="node\d+" class="node">.*?</g>)',
+        svg,
+        flags=re.S,
+    )
+    for i in range(0, len(pieces), 2):  # outside node groups: text on the background
+        pieces[i] = re.sub(r"<text (?![^>]*\bfill=)", f'<text fill="{ON_BACKGROUND}" ', pieces[i])
+    svg = "".join(pieces)
+    return re.sub(
+        r'<svg width="([\d.]+)pt" height="([\d.]+)pt"',
+        r'<svg width="\1pt" height="\2pt" style="max-width:100%;height:auto"',
+        svg,
+        count=1,
+    )
+
+
 def render_svg(pipeline: DagPipeline) -> str:
-    """The graph as SVG text, drawn by the ``dot`` program through the graphviz package."""
+    """The graph as SVG text, drawn by the ``dot`` program through the graphviz package,
+    themed by :func:`themed_svg`."""
     svg: str = to_graphviz(pipeline).pipe(format="svg", encoding="utf-8")
-    return svg
+    return themed_svg(svg)
 
 
 def to_mermaid(pipeline: DagPipeline) -> str:

@@ -1,0 +1,3 @@
+"""A job file whose import fails."""
+
+RATE = 1 / 0
