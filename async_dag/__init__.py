@@ -8,6 +8,7 @@ notebook helpers (widgets, graphs, DataFrames) load on first use.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from .core.background import PipelineRun as PipelineRun
@@ -71,6 +72,10 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# A library logs, the application decides where to: without setup_logging() (or the
+# application's own configuration) nothing is printed.
+logging.getLogger("async_dag").addHandler(logging.NullHandler())
 
 
 def __dir__() -> list[str]:

@@ -55,6 +55,8 @@ class Batcher:
             )
         if len(self.open) >= self.size:
             await self.handle(self.take())
+        elif run.active == run.parked:
+            run.idle()
 
     def take(self) -> list[tuple[PipelineContext, Any]]:
         """Close the open batch and return it."""

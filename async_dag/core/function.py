@@ -72,7 +72,7 @@ def check_function_options(
     RUN.boolean("ordered", ordered)
     RUN.timeout(timeout)
     RetryPolicy.check(
-        "",
+        "run_function_pipeline",
         definition=False,
         retries=retries,
         retry_delay=retry_delay,

@@ -67,6 +67,8 @@ class Joiner:
         parts.append((source, ctx, payload))
         if self.ready(lineage) and data_id not in self.firing:
             await self.fire(data_id, self.held.pop(data_id))
+        elif run.active == run.parked:
+            run.idle()
 
     def ready(self, lineage: Lineage) -> bool:
         """Whether no more of this lineage can reach the join."""

@@ -99,7 +99,7 @@ class Run:
         self.tracker: Tracker | None = None
         if joins or self.session is not None:
             self.tracker = Tracker(len(joins), self._upstream_done, self._input_done)
-        self.joiners = [Joiner(n, self, self.tracker) for n in joins] if self.tracker else []
+        self.joiners = [Joiner(n, self, self.tracker) for n in joins] if self.tracker is not None else []
         self.batchers = [Batcher(n, self) for n in self.nodes.values() if n.task.batch_size]
         self.reorder: Reorder | None = None
         self.sources = [self.nodes[s] for s in pipeline.sources]
