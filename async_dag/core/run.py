@@ -252,11 +252,17 @@ class Run:
             self.abort(exc)
 
     def abort(self, exc: BaseException) -> None:
-        """Stop the run with ``exc`` (the first one wins)."""
+        """Stop the run with ``exc`` (the first one wins): no worker takes another payload."""
         if self.failure is None:
             self.failure = exc
+        self._close_queues()
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
+
+    def _close_queues(self) -> None:
+        self.closing = True
+        for node in self.nodes.values():
+            node.queue.close()
 
     def cancel(self) -> None:
         """Cancel just this run (what a monitor's stop button calls)."""
@@ -460,11 +466,9 @@ class Run:
 
     async def _wind_down(self, tasks: list[asyncio.Task[None]], error: BaseException | None) -> None:
         """Close, cancel and wait for everything, whatever happens meanwhile; once."""
-        self.closing = True
+        self._close_queues()
         if self._sampler is not None:
             tasks.append(self._sampler)
-        for node in self.nodes.values():
-            node.queue.close()
         for batcher in self.batchers:
             batcher.close()
         for task in tasks:
