@@ -526,3 +526,57 @@ def test_readme_commands_run(tmp_path: Path) -> None:
     pq = pytest.importorskip("pyarrow.parquet")
     table = pq.read_table(tmp_path / "prices.parquet")
     assert sorted(table.column("price").to_pylist()) == [9.72, 14.58, 19.44]
+
+
+def test_closed_stdout_ends_the_run(tmp_path: Path) -> None:
+    """``async-dag run ... | head -2``: the run stops, says so in one line, exit status 1."""
+    source = tmp_path / "in.jsonl"
+    source.write_text(numbers(100_000))
+    done = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; '{SCRIPT}' run '{JOB}:double' '{source}' | head -2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == ['{"id": "0", "n": 0}', '{"id": "1", "n": 2}']
+    assert "async-dag: output closed early (broken pipe)" in done.stderr
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
+    inputs, _, _, _ = summary(done.stderr)
+    assert inputs < 100_000
+
+
+@pytest.mark.parametrize("monitor", [True, False])
+def test_progress_display_on_a_terminal(tmp_path: Path, ten: Path, monitor: bool) -> None:
+    """On a terminal stderr shows the progress display, unless --no-monitor; then the summary."""
+    master, slave = os.openpty()
+    try:
+        done = subprocess.run(
+            [str(SCRIPT), "run", f"{JOB}:double", str(ten), "-o", str(tmp_path / "o.jsonl")]
+            + ([] if monitor else ["--no-monitor"]),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=slave,
+            timeout=120,
+        )
+        os.close(slave)
+        slave = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's other end is closed
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    text = b"".join(chunks).decode()
+    assert done.returncode == 0, text
+    assert ("\x1b[" in text) is monitor
+    assert ("double" in text.replace("'double'", "")) is monitor  # the per-node line
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text).replace("\r\n", "\n")
+    assert summary(plain) == (10, 10, 0, 0)

@@ -92,7 +92,9 @@ def make_parser() -> Parser:
         "--concurrency", type=_positive, metavar="N", help="inputs at once (function pipelines)"
     )
     run.add_argument("--on-error", choices=("raise", "collect"), default="raise")
-    run.add_argument("--errors", metavar="FILE", help="failed items as JSON Lines")
+    run.add_argument(
+        "--errors", metavar="FILE", help="items that failed (--on-error collect), JSON Lines"
+    )
     run.add_argument("--checkpoint", metavar="FILE", help="SQLite file: skip inputs done before")
     run.add_argument("--limit", type=_positive, metavar="N", help="read at most N inputs")
     run.add_argument(
@@ -238,6 +240,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_errors(args.errors, outcome.result.errors)
     if outcome.error is not None:
         if isinstance(outcome.error, BrokenPipeError):
+            # `async-dag run ... | head`: say so once; nothing more can reach stdout
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
             print(f"{PROG}: output closed early (broken pipe)", file=sys.stderr)
         else:
             _say_error(outcome.error, args.traceback)
@@ -276,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         status: int = args.command(args)
     except UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # one line, whatever the exception said
+        print(f"{PROG}: error: {message}", file=sys.stderr)
         status = USAGE
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
