@@ -196,6 +196,12 @@ def _run_call(args: argparse.Namespace, target: Target, session: Session) -> Any
                 f"({__version__}) does not have yet"
             )
         options["checkpoint"] = args.checkpoint
+        if not args.key:
+            print(
+                f"{PROG}: note: --checkpoint without --key: inputs are known by their "
+                "position, so resume only over the same input in the same order",
+                file=sys.stderr,
+            )
     inputs = read_inputs(args.inputs, args.format, keep_bad=collect, limit=args.limit)
     return lambda: run(inputs, **options)
 
@@ -208,10 +214,10 @@ def _say_error(exc: BaseException, show_traceback: bool) -> None:
     print("\n".join(lines), file=sys.stderr)
 
 
-def _summary(outcome: Outcome, session: Session) -> str:
+def _summary(outcome: Outcome, session: Session) -> str | None:
     stats = outcome.result.stats if outcome.result is not None else session.tap.stats
-    if stats is None:
-        return f"{PROG}: no run"
+    if stats is None:  # the run call refused its arguments: nothing ran
+        return None
     skipped = getattr(stats, "skipped", 0)
     return (
         f"{PROG}: {stats.inputs} inputs, {stats.outputs} outputs, {stats.errors} errors, "
@@ -246,7 +252,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"{PROG}: output closed early (broken pipe)", file=sys.stderr)
         else:
             _say_error(outcome.error, args.traceback)
-    print(_summary(outcome, session), file=sys.stderr)
+    line = _summary(outcome, session)
+    if line is not None:
+        print(line, file=sys.stderr)
     if outcome.interrupted:
         print(f"{PROG}: interrupted; the outputs written so far are kept", file=sys.stderr)
         session.disarm()
