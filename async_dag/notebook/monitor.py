@@ -250,10 +250,9 @@ class PipelineMonitor(Monitor):
     def _node_state(self, node: NodeStats) -> str:
         stats = self.stats
         since = self._failures.get(node.node, (0, float("-inf")))[1]
-        if self.state == "running":
-            failing = stats is not None and stats.elapsed - since <= FAILING_FOR
-        else:
-            failing = node.failed > 0
+        if self.state != "running":  # over: nothing is busy any more
+            return "failing" if node.failed else "idle"
+        failing = stats is not None and stats.elapsed - since <= FAILING_FOR
         return node_state(node, failing=failing)
 
     def _rate(self, node_id: str) -> float:
