@@ -469,7 +469,7 @@ def _interrupt(
         if proc.poll() is None:
             kill_session(proc)
     _, alive = psutil.wait_procs(children, timeout=5)
-    assert alive == []
+    assert alive == [] and not psutil.pid_exists(proc.pid)
     return proc.returncode, elapsed, stderr, out
 
 

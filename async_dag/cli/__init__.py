@@ -258,6 +258,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if outcome.interrupted:
         print(f"{PROG}: interrupted; the outputs written so far are kept", file=sys.stderr)
         session.disarm()
+    return exit_status(outcome)
+
+
+def exit_status(outcome: Outcome) -> int:
+    """The exit status of a run: 130 interrupted, 1 it raised or items failed, else 0."""
+    if outcome.interrupted:
         return INTERRUPTED
     if outcome.error is not None:
         return FAILED

@@ -107,6 +107,8 @@ class _TextChunks(Writer):
         self._owned = owned
         self._parts: list[str] = []
         self._size = 0
+        # stdout: what a handler print()ed goes out first, never into one of our lines
+        self._before = sys.stdout.flush if stream is sys.stdout.buffer else None
 
     def _add(self, text: str) -> None:
         self._parts.append(text)
@@ -120,6 +122,8 @@ class _TextChunks(Writer):
         data = "".join(self._parts).encode("utf-8", "surrogateescape")
         self._parts.clear()
         self._size = 0
+        if self._before is not None:
+            self._before()
         self._stream.write(data)
         self._stream.flush()
 
