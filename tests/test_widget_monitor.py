@@ -379,6 +379,15 @@ def test_live_graph_is_laid_out_once_and_recoloured():
     assert 'width="' in svg and "max-width:100%;height:auto" in svg
 
 
+def test_static_drawing_sits_on_any_theme():
+    """The pipeline's own SVG has no white background box and scales to its output."""
+    from async_dag.notebook.graph import render_svg
+
+    svg = render_svg(pipeline())
+    assert 'fill="white"' not in svg and "max-width:100%;height:auto" in svg
+    ET.fromstring(svg[svg.index("<svg") :])
+
+
 def test_deep_graphs_go_top_to_bottom():
     """A long chain is laid out top to bottom, a short one left to right."""
     assert 'rankdir="TB"' in livegraph.live_dot(chain([f"s{i}" for i in range(12)]))
