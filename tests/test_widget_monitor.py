@@ -661,3 +661,50 @@ def test_saved_notebook_shows_the_final_state(tmp_path):
         assert "running" not in output["data"]["text/plain"]
         assert field(output["data"]["text/html"], None, "state") == "done"
     assert "7/7 100%" in saved.cells[2].outputs[0]["data"]["text/plain"]
+
+
+STOP_SETUP = """
+import asyncio, async_dag
+from async_dag.notebook import PipelineMonitor
+
+async def slow(ctx, x):
+    await asyncio.sleep(0.5)
+    return x
+
+stoppable = PipelineMonitor(display_on_start=True)
+print(stoppable.stop_button.model_id)
+"""
+
+STOP_RUN = """
+run = asyncio.ensure_future(async_dag.run_function_pipeline(range(40), slow, monitor=stoppable))
+stoppable.attach(None, run.cancel)  # the engine gives its own cancel once its rewrite lands
+try:
+    await run
+except asyncio.CancelledError:
+    print("cancelled", stoppable.state)
+"""
+
+
+def test_kernel_stop_button_cancels_an_awaited_run(kernel):
+    """A click on the stop button reaches the kernel while the cell awaits, and stops the run."""
+    printed = run_cell(kernel, STOP_SETUP)
+    (button,) = [m["content"]["text"].strip() for m in printed if m["msg_type"] == "stream"]
+    msg_id = kernel.execute(STOP_RUN)
+    seen: list[dict] = []
+    clicked = False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        msg = kernel.get_iopub_msg(timeout=30)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        seen.append(msg)
+        if not clicked and msg["msg_type"] == "comm_msg":  # the run has started
+            click = {"method": "custom", "content": {"event": "click"}}
+            kernel.shell_channel.send(
+                kernel.session.msg("comm_msg", {"comm_id": button, "data": click})
+            )
+            clicked = True
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            break
+    text = "".join(m["content"]["text"] for m in seen if m["msg_type"] == "stream")
+    assert text.strip() == "cancelled cancelled", text
