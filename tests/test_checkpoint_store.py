@@ -314,7 +314,7 @@ async def test_close_completes_under_repeated_cancellation(tmp_path: Path) -> No
     """Cancelling the task in close() again and again still commits everything."""
     path = tmp_path / "c.db"
     session = await opened(path, flush_every=3600)
-    for i in range(20_000):
+    for i in range(5000):
         session.record(f"id-{i}")
     original = session._close_sync
     in_thread = threading.Event()
@@ -332,7 +332,7 @@ async def test_close_completes_under_repeated_cancellation(tmp_path: Path) -> No
         await asyncio.sleep(0.02)
     with pytest.raises(asyncio.CancelledError):
         await closer
-    assert len(rows(path)) == 20_000
+    assert len(rows(path)) == 5000
     assert session._conn is None
     await session.close()  # closing again is a no-op
 
@@ -473,6 +473,7 @@ async def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) ->
 # --- processes --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_two_processes_write_one_file_at_once(tmp_path: Path) -> None:
     """Two spawned processes committing into one file concurrently both succeed."""
     path = tmp_path / "shared.db"
@@ -493,6 +494,7 @@ def test_two_processes_write_one_file_at_once(tmp_path: Path) -> None:
     assert len(Checkpoint(path, name="other")) == 1000
 
 
+@pytest.mark.slow
 def test_a_killed_process_keeps_what_the_flusher_committed(tmp_path: Path) -> None:
     """SIGKILL after a flush loses nothing that was committed; the file still opens."""
     path = tmp_path / "killed.db"
@@ -520,6 +522,7 @@ def test_a_killed_process_keeps_what_the_flusher_committed(tmp_path: Path) -> No
     assert len(Checkpoint(path)) == session.loaded
 
 
+@pytest.mark.slow
 def test_a_checkpoint_travels_to_a_worker_process(tmp_path: Path) -> None:
     """A Checkpoint pickled to a spawned process writes into the same file, same name."""
     path = tmp_path / "c.db"

@@ -176,12 +176,13 @@ async def test_waiters_are_served_first_come_first_served() -> None:
     assert order == list(range(25))
 
 
-async def test_throughput_is_close_to_the_rate() -> None:
-    """With enough demand the limit is nearly used up (loose bound for a busy machine)."""
-    for rate in (100, 1000):
-        _, seen = await hammer(RateLimit(rate), 32, 1.0)
+def test_throughput_is_close_to_the_rate() -> None:
+    """With enough demand the limit is nearly used up (loose bounds for a busy machine)."""
+    for rate, share in ((100, 0.75), (1000, 0.5)):
+        # a loop of its own without debug mode, whose bookkeeping would be measured too
+        _, seen = asyncio.run(hammer(RateLimit(rate), 32, 1.0), debug=False)
         achieved = (len(seen) - 1) / (seen[-1] - seen[0])
-        assert achieved >= 0.6 * rate, (rate, achieved)
+        assert achieved >= share * rate, (rate, achieved)
 
 
 async def test_a_cancelled_waiter_leaves_at_once_and_takes_no_slot() -> None:
