@@ -85,13 +85,23 @@ def make_parser() -> Parser:
     run.set_defaults(command=cmd_run)
     run.add_argument("target", metavar="TARGET", help="module:attr or path/to/file.py:attr")
     run.add_argument("inputs", metavar="INPUT", nargs="*", help="input files (default: stdin)")
-    run.add_argument("-o", "--output", metavar="OUTPUT", help=".jsonl, .csv or .parquet")
+    run.add_argument(
+        "-o",
+        "--output",
+        metavar="OUTPUT",
+        help=".jsonl, .csv or .parquet (default: JSON Lines on stdout)",
+    )
     run.add_argument("--format", choices=FORMATS, help="read every input as this format")
     run.add_argument("--key", metavar="FIELD", help="data_id from this field of dict inputs")
     run.add_argument(
         "--concurrency", type=_positive, metavar="N", help="inputs at once (function pipelines)"
     )
-    run.add_argument("--on-error", choices=("raise", "collect"), default="raise")
+    run.add_argument(
+        "--on-error",
+        choices=("raise", "collect"),
+        default="raise",
+        help="stop at the first failure (default), or collect failures and go on",
+    )
     run.add_argument(
         "--errors", metavar="FILE", help="items that failed (--on-error collect), JSON Lines"
     )
