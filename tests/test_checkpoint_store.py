@@ -371,6 +371,37 @@ async def test_close_waits_for_a_commit_in_flight(tmp_path: Path) -> None:
     assert rows(path) == {("job", "first"), ("job", "second")}
 
 
+async def test_close_after_a_cancelled_open_closes_the_file(tmp_path: Path) -> None:
+    """An open() cancelled while its thread connects is cleaned up by close()."""
+    session = CheckpointSession(tmp_path / "c.db", "job")
+    original = session._open_sync
+    started = threading.Event()
+
+    def slow_open() -> set[str]:
+        started.set()
+        time.sleep(0.2)
+        return original()
+
+    session._open_sync = slow_open  # type: ignore[method-assign]
+    opener = asyncio.create_task(session.open())
+    await wait_for(started.is_set)
+    opener.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await opener
+    await session.close()
+    assert session._conn is None
+
+
+async def test_the_flusher_stops_by_itself_once_closed(tmp_path: Path) -> None:
+    """A flusher still running when the session closes ends after its next tick."""
+    session = await opened(tmp_path / "c.db", flush_every=0.01)
+    flusher = asyncio.create_task(session.run_flusher())
+    session.record("a")
+    await session.close()
+    await asyncio.wait_for(flusher, 5)
+    assert rows(tmp_path / "c.db") == {("job", "a")}
+
+
 async def test_a_failed_flush_keeps_its_records_queued(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
