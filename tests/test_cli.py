@@ -434,7 +434,12 @@ def test_graph_formats(tmp_path: Path) -> None:
 
 
 def _interrupt(
-    tmp_path: Path, target: str, output: str, *, settle: bool = False
+    tmp_path: Path,
+    target: str,
+    output: str,
+    *,
+    settle: bool = False,
+    signum: int = signal.SIGINT,
 ) -> tuple[int, float, str, Path]:
     """Start a long run, wait for output (and with ``settle`` until it stops growing), send
     SIGINT; return the exit status, the seconds it took to exit, stderr, the output."""
@@ -462,7 +467,7 @@ def _interrupt(
             time.sleep(1.0)
         children = psutil.Process(proc.pid).children(recursive=True)
         sent = time.monotonic()
-        os.kill(proc.pid, signal.SIGINT)
+        os.kill(proc.pid, signum)
         _, stderr = proc.communicate(timeout=30)
         elapsed = time.monotonic() - sent
     finally:
@@ -494,6 +499,17 @@ def test_ctrl_c_exits_130_with_valid_output(tmp_path: Path, attr: str, output: s
         assert len(rows) == outputs
     else:
         assert len(jsonl(out)) == outputs
+
+
+def test_sigterm_stops_the_run_like_ctrl_c(tmp_path: Path) -> None:
+    """SIGTERM (``timeout``, service managers) ends the run the same way, exit status 143."""
+    status, elapsed, stderr, out = _interrupt(
+        tmp_path, f"{JOB}:slow", "out.jsonl", signum=signal.SIGTERM
+    )
+    assert status == 143, stderr
+    assert elapsed < 2.0, stderr
+    _, outputs, _, _ = summary(stderr)
+    assert len(jsonl(out)) == outputs > 0
 
 
 def test_ctrl_c_exits_when_a_handler_blocks_the_loop(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ Example::
 
 A thin shell over the library: one function per command, each returning its exit
 status, chosen here only: 0 every item succeeded, 1 some failed or the run raised,
-2 bad usage (said in one line), 130 interrupted.
+2 bad usage (said in one line), 130 interrupted (Ctrl-C; 143 for SIGTERM).
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ zero-argument function returning one of those. Inputs ending in .jsonl are JSON 
 JSON Lines from stdin. The output format comes from OUTPUT's suffix.
 
 exit status: 0 all items succeeded, 1 some failed or the run raised, 2 bad usage,
-130 interrupted (the output written so far is complete and valid)"""
+130 interrupted by Ctrl-C, 143 by SIGTERM (the output written so far is complete and
+valid)"""
 
 
 class Parser(argparse.ArgumentParser):
@@ -272,9 +273,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def exit_status(outcome: Outcome) -> int:
-    """The exit status of a run: 130 interrupted, 1 it raised or items failed, else 0."""
+    """The exit status of a run: 130 interrupted (143 SIGTERM), 1 it raised or items
+    failed, else 0."""
     if outcome.interrupted:
-        return INTERRUPTED
+        return outcome.status
     if outcome.error is not None:
         return FAILED
     failed = outcome.result.stats.errors or outcome.result.errors
