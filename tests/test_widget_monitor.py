@@ -632,6 +632,7 @@ def test_kernel_monitor_displayed_in_one_cell_fed_from_another(kernel):
     assert field(updates[-1], "double", "emitted") == "500"
 
 
+@pytest.mark.slow
 def test_saved_notebook_shows_the_final_state(tmp_path):
     """A notebook executed and saved by nbclient keeps the monitor's final text and HTML."""
     import nbclient
@@ -685,6 +686,7 @@ except asyncio.CancelledError:
 """
 
 
+@pytest.mark.slow
 def test_kernel_stop_button_cancels_an_awaited_run(kernel):
     """A click on the stop button reaches the kernel while the cell awaits, and stops the run."""
     printed = run_cell(kernel, STOP_SETUP)
