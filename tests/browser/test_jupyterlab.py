@@ -265,6 +265,7 @@ def run_all_cells(page: Page) -> None:
     pytest.fail("JupyterLab did not start running the cells")
 
 
+@pytest.mark.timeout(300)  # a loaded 2-core machine takes about a minute
 def test_monitor_notebook_in_jupyterlab(lab_url: str) -> None:
     """Bar and ETA live, final counts and badge, a 12-node graph that fits, dark theme,
     and the saved notebook re-opened at its final state."""
