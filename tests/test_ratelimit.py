@@ -14,6 +14,7 @@ import asyncio
 import itertools
 import math
 import pickle
+import random
 import threading
 import time
 
@@ -387,3 +388,31 @@ def test_waiting_from_two_loops_at_once_is_a_clear_error() -> None:
         loop.call_soon_threadsafe(holder[0].cancel)
         thread.join(10)
         loop.close()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_random_arrivals_and_cancellations_keep_every_guarantee(seed: int) -> None:
+    """Random arrivals, random cancellations: spacing, FIFO and a slot for every survivor."""
+    rng = random.Random(seed)
+    limit = RateLimit(400)
+    calls: list[int] = []  # order in which acquire was called
+    starts: dict[int, float] = {}
+
+    async def one(i: int, delay: float) -> None:
+        await asyncio.sleep(delay)
+        calls.append(i)
+        await limit.acquire()
+        starts[i] = start_of(limit)
+
+    tasks = [asyncio.create_task(one(i, rng.uniform(0, 0.05))) for i in range(60)]
+    doomed = rng.sample(range(60), 20)
+    for i in doomed:
+        await asyncio.sleep(rng.uniform(0, 0.01))
+        tasks[i].cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    survivors = [i for i in range(60) if not tasks[i].cancelled()]
+    assert sorted(starts) == survivors
+    by_start = sorted(starts, key=starts.__getitem__)
+    assert by_start == [i for i in calls if i in starts]  # served in calling order
+    assert min_gap(sorted(starts.values())) >= 1 / 400 - ROUNDING
+    assert limit._timer is None and not limit._waiters
