@@ -331,6 +331,7 @@ BAD_USAGE = [
     (["run", f"{JOB}:broken_builder"], "unknown target task 'nowhere'"),
     (["run", f"{JOB}:double", "missing.jsonl"], "no such input file: missing.jsonl"),
     (["run", f"{JOB}:double", "-o", "out.txt"], "cannot tell the output format of out.txt"),
+    (["run", f"{JOB}:double", "-o", "no/such/o.csv"], "cannot write no/such/o.csv: no such folder"),
     (["run", f"{JOB}:pipeline", "--concurrency", "4"], "--concurrency applies to function"),
     (["run", f"{JOB}:double", "--format", "lines", "--key", "id"], "--key needs dict inputs"),
     (["graph", f"{JOB}:pipeline", "-o", "g.gif"], "cannot tell the graph format of g.gif"),
@@ -347,6 +348,19 @@ def test_bad_usage_is_one_line_and_exit_2(args: list[str], message: str, tmp_pat
     assert message in out.stderr
     assert out.stderr.startswith("async-dag: error: ") and out.stderr.count("\n") == 1
     assert out.stdout == ""
+
+
+def test_output_that_is_an_input_is_refused(ten: Path) -> None:
+    """-o or --errors naming an input file is refused before the input is lost."""
+    before = ten.read_text()
+    for option in ("-o", "--errors"):
+        out = cli("run", f"{JOB}:double", ten, option, ten)
+        assert out.returncode == 2
+        assert (
+            out.stderr
+            == f"async-dag: error: {ten} is also an input: writing it would lose the input\n"
+        )
+    assert ten.read_text() == before
 
 
 def test_missing_attribute_lists_what_the_module_has() -> None:

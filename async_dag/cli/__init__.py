@@ -20,12 +20,13 @@ import os
 import sys
 import threading
 import traceback
+from pathlib import Path
 from typing import Any, NoReturn
 
 from .. import __version__, run_function_pipeline
 from .describe import check_graph_output, describe, write_graph
 from .inputs import FORMATS, check_inputs, field_key, guard, guard_sources, read_inputs
-from .outputs import check_output, open_writer, write_errors
+from .outputs import check_output, check_writable, open_writer, write_errors
 from .session import INTERRUPTED, Outcome, Session, Tap
 from .targets import Target, UsageError, load_target
 
@@ -239,7 +240,11 @@ def _summary(outcome: Outcome, session: Session) -> str | None:
 def cmd_run(args: argparse.Namespace) -> int:
     """``run``: stream the inputs through TARGET into OUTPUT; summary on stderr."""
     args.inputs = check_inputs(args.inputs)
-    output = check_output(args.output)
+    output = check_output(args.output, args.inputs)
+    if args.errors is not None:
+        check_writable(args.errors, args.inputs)
+        if output is not None and Path(args.errors).resolve() == Path(output).resolve():
+            raise UsageError(f"--errors {args.errors} is also the output")
     target = load_target(args.target)
     display = None
     if not args.no_monitor and sys.stderr.isatty():
