@@ -493,6 +493,36 @@ def test_ctrl_c_leaves_no_orphan_process(tmp_path: Path) -> None:
         kill_session(proc)  # nothing survives, even when an assertion above failed
 
 
+@pytest.mark.timeout(90)
+def test_workers_end_when_the_caller_is_killed(tmp_path: Path) -> None:
+    """SIGKILL to the calling process alone (no cleanup runs there): its workers notice
+    within seconds that their parent is gone, and end."""
+    script = tmp_path / "killed.py"
+    script.write_text(INTERRUPTED_SCRIPT)
+    folder = tmp_path / "started"
+    folder.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(folder)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        asyncio.run(wait_for_files(folder, 2))
+        workers = [
+            child
+            for child in psutil.Process(proc.pid).children(recursive=True)
+            if any("spawn_main" in part for part in child.cmdline())
+        ]
+        assert len(workers) == 2
+        proc.kill()
+        proc.communicate(timeout=30)
+        _, alive = psutil.wait_procs(workers, timeout=10)
+        assert alive == []
+    finally:
+        kill_session(proc)
+
+
 def test_thread_pool_executor(new_children: Any) -> None:
     """A ThreadPoolExecutor runs each batch on its own loop in a worker thread."""
 
