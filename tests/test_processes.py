@@ -872,3 +872,28 @@ def test_a_broken_monitor_does_not_break_the_call(
     assert [[x for x, _ in r] for r in results] == [[1], [2]]
     failed = [r.getMessage() for r in caplog.records if "failed; the run goes on" in r.getMessage()]
     assert len(failed) == 4  # start, two updates, finish
+
+
+def test_monitor_attach_in_the_blocking_form(pool: ProcessPoolExecutor) -> None:
+    """attach comes first, with the pipeline and no cancel function (nothing to cancel
+    from here); a function pipeline is shown as its one-node graph."""
+    attached: list[tuple[Any, Any]] = []
+
+    class Attaching(Recorder):
+        def attach(self, pipeline: DagPipeline | None, cancel: Any) -> None:
+            attached.append((pipeline, cancel))
+            self.calls.append(("attach", None))
+
+    def build() -> DagPipeline:
+        return PipelineBuilder("attached").add_task("inc", lambda ctx, x: x + 1).build()
+
+    recorder = Attaching()
+    run_function_pipeline_in_subprocess(where, [[1]], executor=pool, monitor=recorder)
+    run_pipeline_in_subprocess(build, [[1]], executor=pool, monitor=recorder)
+    assert recorder.hooks == ["attach", "start", "update", "finish"] * 2
+    (function_graph, no_cancel), (dag, also_none) = attached
+    assert isinstance(function_graph, DagPipeline)
+    assert (function_graph.name, list(function_graph.tasks)) == ("where", ["where"])
+    assert isinstance(dag, DagPipeline)
+    assert dag.name == "attached"
+    assert no_cancel is None and also_none is None
