@@ -526,6 +526,7 @@ def test_sigterm_stops_the_run_like_ctrl_c(tmp_path: Path) -> None:
     assert len(jsonl(out)) == outputs > 0
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_when_a_handler_blocks_the_loop(tmp_path: Path) -> None:
     """Ctrl-C while a handler blocks the event loop: exit 130 within ~2 s anyway."""
     status, elapsed, stderr, out = _interrupt(tmp_path, f"{JOB}:hog", "out.jsonl", settle=True)
@@ -538,6 +539,7 @@ def test_ctrl_c_exits_when_a_handler_blocks_the_loop(tmp_path: Path) -> None:
 # -- the README ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_readme_commands_run(tmp_path: Path) -> None:
     """The README's "From the notebook to cron" job file and commands run as shown."""
     section = README.read_text().split("## From the notebook to cron", 1)[1].split("\n## ", 1)[0]
