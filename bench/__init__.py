@@ -23,6 +23,7 @@ def _workloads() -> dict[str, Workload]:
     from .memory import workload_memory
     from .overheads import workload_ordered, workload_overheads
     from .processes import workload_processes
+    from .ratelimit import workload_ratelimit
 
     return {
         "chain": workload_chain,
@@ -34,6 +35,7 @@ def _workloads() -> dict[str, Workload]:
         "ordered": workload_ordered,
         "processes": workload_processes,
         "cli": workload_cli,
+        "ratelimit": workload_ratelimit,
     }
 
 

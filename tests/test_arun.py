@@ -51,6 +51,12 @@ def nap_pipeline() -> DagPipeline:
     return PipelineBuilder("naps").add_task("nap", nap).build()
 
 
+async def stubborn(ctx: PipelineContext, seconds: float) -> float:
+    """Ignore SIGTERM in this worker, then behave like ``nap``."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return await nap(ctx, seconds)
+
+
 async def fail_on_three(ctx: PipelineContext, x: int) -> int:
     if x == 3:
         raise KeyError(f"no {x}")
@@ -249,6 +255,18 @@ async def test_cancel_mid_batch_ends_the_workers(
     assert recorder.hooks[-1] == "finish"
     assert isinstance(recorder.errors[-1], asyncio.CancelledError)
     assert recorder.snapshots[-1].state == "cancelled"
+
+
+async def test_cancel_ends_a_worker_that_ignores_sigterm(tmp_path: Path, new_children: Any) -> None:
+    """A batch that ignores SIGTERM: its process is killed, still within 3 s."""
+    task = asyncio.create_task(
+        arun_function_pipeline_in_subprocess(
+            stubborn, [[600.0]], processes=1, metadata={"folder": str(tmp_path)}
+        )
+    )
+    await wait_for_files(tmp_path, 1)
+    assert await cancel_and_time(task) < 3.0
+    assert new_children(3.0) == []
 
 
 async def test_cancel_before_any_batch_started(new_children: Any) -> None:

@@ -331,6 +331,7 @@ BAD_USAGE = [
     (["run", f"{JOB}:broken_builder"], "unknown target task 'nowhere'"),
     (["run", f"{JOB}:double", "missing.jsonl"], "no such input file: missing.jsonl"),
     (["run", f"{JOB}:double", "-o", "out.txt"], "cannot tell the output format of out.txt"),
+    (["run", f"{JOB}:double", "-o", "no/such/o.csv"], "cannot write no/such/o.csv: no such folder"),
     (["run", f"{JOB}:pipeline", "--concurrency", "4"], "--concurrency applies to function"),
     (["run", f"{JOB}:double", "--format", "lines", "--key", "id"], "--key needs dict inputs"),
     (["graph", f"{JOB}:pipeline", "-o", "g.gif"], "cannot tell the graph format of g.gif"),
@@ -347,6 +348,19 @@ def test_bad_usage_is_one_line_and_exit_2(args: list[str], message: str, tmp_pat
     assert message in out.stderr
     assert out.stderr.startswith("async-dag: error: ") and out.stderr.count("\n") == 1
     assert out.stdout == ""
+
+
+def test_output_that_is_an_input_is_refused(ten: Path) -> None:
+    """-o or --errors naming an input file is refused before the input is lost."""
+    before = ten.read_text()
+    for option in ("-o", "--errors"):
+        out = cli("run", f"{JOB}:double", ten, option, ten)
+        assert out.returncode == 2
+        assert (
+            out.stderr
+            == f"async-dag: error: {ten} is also an input: writing it would lose the input\n"
+        )
+    assert ten.read_text() == before
 
 
 def test_missing_attribute_lists_what_the_module_has() -> None:
@@ -385,7 +399,8 @@ def test_checkpoint_skips_what_a_previous_run_finished(tmp_path: Path, ten: Path
     assert summary(first.stderr) == (4, 4, 0, 0)
     second = cli("run", f"{JOB}:double", ten, "--key", "n", "--checkpoint", db)
     assert second.returncode == 0, second.stderr
-    assert summary(second.stderr) == (10, 6, 0, 4)
+    inputs, outputs, errors, skipped = summary(second.stderr)
+    assert (outputs, errors, skipped) == (6, 0, 4) and inputs in (6, 10)
     assert [json.loads(line)["id"] for line in second.stdout.splitlines()] == [
         str(i) for i in range(4, 10)
     ]
@@ -432,8 +447,16 @@ def test_graph_formats(tmp_path: Path) -> None:
 # -- Ctrl-C --------------------------------------------------------------------------------
 
 
-def _interrupt(tmp_path: Path, target: str, output: str) -> tuple[int, float, str, Path]:
-    """Start a long run, wait for output, send SIGINT; (status, seconds to exit, stderr)."""
+def _interrupt(
+    tmp_path: Path,
+    target: str,
+    output: str,
+    *,
+    settle: bool = False,
+    signum: int = signal.SIGINT,
+) -> tuple[int, float, str, Path]:
+    """Start a long run, wait for output (and with ``settle`` until it stops growing), send
+    SIGINT; return the exit status, the seconds it took to exit, stderr, the output."""
     source = tmp_path / "in.jsonl"
     source.write_text(numbers(100_000))
     out = tmp_path / output
@@ -451,16 +474,21 @@ def _interrupt(tmp_path: Path, target: str, output: str) -> tuple[int, float, st
             assert proc.poll() is None, proc.communicate()[1]
             assert time.monotonic() < deadline, "no output after 60 s"
             time.sleep(0.05)
+        size = -1
+        while settle and size != out.stat().st_size:  # the run is stuck: nothing comes
+            size = out.stat().st_size
+            assert time.monotonic() < deadline, "the output kept growing"
+            time.sleep(1.0)
         children = psutil.Process(proc.pid).children(recursive=True)
         sent = time.monotonic()
-        os.kill(proc.pid, signal.SIGINT)
+        os.kill(proc.pid, signum)
         _, stderr = proc.communicate(timeout=30)
         elapsed = time.monotonic() - sent
     finally:
         if proc.poll() is None:
             kill_session(proc)
     _, alive = psutil.wait_procs(children, timeout=5)
-    assert alive == []
+    assert alive == [] and not psutil.pid_exists(proc.pid)
     return proc.returncode, elapsed, stderr, out
 
 
@@ -487,9 +515,31 @@ def test_ctrl_c_exits_130_with_valid_output(tmp_path: Path, attr: str, output: s
         assert len(jsonl(out)) == outputs
 
 
+def test_sigterm_stops_the_run_like_ctrl_c(tmp_path: Path) -> None:
+    """SIGTERM (``timeout``, service managers) ends the run the same way, exit status 143."""
+    status, elapsed, stderr, out = _interrupt(
+        tmp_path, f"{JOB}:slow", "out.jsonl", signum=signal.SIGTERM
+    )
+    assert status == 143, stderr
+    assert elapsed < 2.0, stderr
+    _, outputs, _, _ = summary(stderr)
+    assert len(jsonl(out)) == outputs > 0
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_when_a_handler_blocks_the_loop(tmp_path: Path) -> None:
+    """Ctrl-C while a handler blocks the event loop: exit 130 within ~2 s anyway."""
+    status, elapsed, stderr, out = _interrupt(tmp_path, f"{JOB}:hog", "out.jsonl", settle=True)
+    assert status == 130, stderr
+    assert elapsed < 2.0, stderr
+    assert stderr.endswith("async-dag: interrupted\n")
+    assert 0 < len(jsonl(out)) <= 150
+
+
 # -- the README ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_readme_commands_run(tmp_path: Path) -> None:
     """The README's "From the notebook to cron" job file and commands run as shown."""
     section = README.read_text().split("## From the notebook to cron", 1)[1].split("\n## ", 1)[0]
@@ -526,3 +576,57 @@ def test_readme_commands_run(tmp_path: Path) -> None:
     pq = pytest.importorskip("pyarrow.parquet")
     table = pq.read_table(tmp_path / "prices.parquet")
     assert sorted(table.column("price").to_pylist()) == [9.72, 14.58, 19.44]
+
+
+def test_closed_stdout_ends_the_run(tmp_path: Path) -> None:
+    """``async-dag run ... | head -2``: the run stops, says so in one line, exit status 1."""
+    source = tmp_path / "in.jsonl"
+    source.write_text(numbers(100_000))
+    done = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; '{SCRIPT}' run '{JOB}:double' '{source}' | head -2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == ['{"id": "0", "n": 0}', '{"id": "1", "n": 2}']
+    assert "async-dag: output closed early (broken pipe)" in done.stderr
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
+    inputs, _, _, _ = summary(done.stderr)
+    assert inputs < 100_000
+
+
+@pytest.mark.parametrize("monitor", [True, False])
+def test_progress_display_on_a_terminal(tmp_path: Path, ten: Path, monitor: bool) -> None:
+    """On a terminal stderr shows the progress display, unless --no-monitor; then the summary."""
+    master, slave = os.openpty()
+    try:
+        done = subprocess.run(
+            [str(SCRIPT), "run", f"{JOB}:double", str(ten), "-o", str(tmp_path / "o.jsonl")]
+            + ([] if monitor else ["--no-monitor"]),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=slave,
+            timeout=120,
+        )
+        os.close(slave)
+        slave = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's other end is closed
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    text = b"".join(chunks).decode()
+    assert done.returncode == 0, text
+    assert ("\x1b[" in text) is monitor
+    assert ("double" in text.replace("'double'", "")) is monitor  # the per-node line
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text).replace("\r\n", "\n")
+    assert summary(plain) == (10, 10, 0, 0)

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import shutil
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -187,6 +192,10 @@ async def test_loop_with_tiny_queues_over_many_inputs_completes():
         .add_edge("b", "out", when=lambda ctx, x: x % 3 == 0)
         .build()
     )
+    # 10,000 inputs through one-slot queues make some 100,000 futures, and debug mode takes
+    # a stack trace for each: 20x slower (over 30 s). This test is about deadlocks, so it
+    # runs with debug mode off; every other test keeps it on.
+    asyncio.get_running_loop().set_debug(False)
     result = await asyncio.wait_for(p.run_stream(range(10_000), on_error="collect"), 60)
     assert len(result) + result.stats.nodes["b"].unrouted + len(result.errors) == 10_000
     assert len(result) > 0
@@ -219,10 +228,14 @@ async def test_endless_input_with_slow_sink_pulls_a_bounded_number_ahead():
             pulled = i + 1
             yield i
 
+    enough = asyncio.Event()
+
     async def slow_sink(ctx, x):
         nonlocal handled
         await asyncio.sleep(0)
         handled += 1
+        if handled == 2000:
+            enough.set()
         return x
 
     p = (
@@ -238,8 +251,10 @@ async def test_endless_input_with_slow_sink_pulls_a_bounded_number_ahead():
         ahead.append(pulled - handled)
 
     task = asyncio.ensure_future(p.run_stream(endless(), result_handler=watch))
-    while handled < 2000 and not task.done():
-        await asyncio.sleep(0.001)
+    waiter = asyncio.ensure_future(enough.wait())
+    await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    assert not task.done(), task  # an endless run ends only when cancelled
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -375,9 +390,17 @@ async def test_max_queue_depth_is_reported_and_bounded():
         await gate.wait()
         return x
 
+    full = asyncio.Event()
+
+    def inputs():
+        for i in range(20):
+            if i == 4:  # 0 is in the worker, 1-3 were queued: the queue is full
+                full.set()
+            yield i
+
     p = PipelineBuilder().add_task("a", wait_gate, queue_size=3).build()
-    task = asyncio.ensure_future(p.run_stream(range(20)))
-    await asyncio.sleep(0.01)
+    task = asyncio.ensure_future(p.run_stream(inputs()))
+    await full.wait()
     gate.set()
     result = await task
     assert result.stats.nodes["a"].max_queue_depth == 3
@@ -415,3 +438,55 @@ async def test_non_iterable_inputs_raise_type_error():
         await p.run_stream(42)
     with pytest.raises(TypeError):
         p.stream(42)
+
+
+# -- the suite's own guards (tests/conftest.py) ------------------------------------------
+
+
+async def test_test_loops_run_in_asyncio_debug_mode():
+    """Every test's event loop has asyncio's debug mode on."""
+    assert asyncio.get_running_loop().get_debug()
+
+
+def test_an_error_logged_by_the_loop_fails_the_test(tmp_path):
+    """A task whose exception nobody retrieves makes its test fail, naming the exception; a
+    callback that blocks the loop is listed at the end."""
+    tests = Path(__file__).parent
+    for name in ("conftest.py", "_util.py"):
+        shutil.copy(tests / name, tmp_path / name)
+    (tmp_path / "test_forgotten.py").write_text(
+        "import asyncio, gc\n"
+        "async def test_forgotten_task():\n"
+        "    async def boom():\n"
+        "        raise ValueError('nobody looked')\n"
+        "    task = asyncio.ensure_future(boom())\n"
+        "    await asyncio.sleep(0)\n"
+        "    del task\n"
+        "    gc.collect()\n"
+        "async def test_blocking():\n"
+        "    __import__('time').sleep(0.15)\n"
+        "async def test_fine():\n"
+        "    await asyncio.sleep(0)\n"
+    )
+    options = ["-p", "no:cacheprovider", "-p", "pytest_asyncio.plugin", "-o", "asyncio_mode=auto"]
+    options += ["-o", "asyncio_debug=true", "-o", "asyncio_default_fixture_loop_scope=function"]
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", *options, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},  # no slow plugin start-up
+        timeout=60,
+    )
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "3 passed, 1 error" in out.stdout  # the failing check is the teardown's
+    assert "the event loop reported 1 error" in out.stdout and "nobody looked" in out.stdout
+    listed = out.stdout.split("asyncio debug mode: slow callbacks")[1]
+    assert "test_forgotten.py::test_blocking: Executing <Task" in listed
+
+
+@pytest.mark.slow
+def test_slow_tests_get_the_longer_hang_guard(request):
+    """A test marked slow, with no timeout marker of its own, gets 120 s instead of 30 s."""
+    assert request.node.get_closest_marker("timeout").args == (120,)
+    assert request.config.getini("timeout") == "30"

@@ -303,11 +303,14 @@ async def test_cancelling_closes_an_async_input_generator():
         finally:
             closed.set()
 
+    started = asyncio.Event()
+
     async def slow(ctx, x):
+        started.set()
         await asyncio.sleep(3600)
 
     task = asyncio.ensure_future(run_function_pipeline(source(), slow))
-    await asyncio.sleep(0.01)
+    await started.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -103,7 +103,7 @@ async def test_ordered_mode_pulls_only_a_window_of_inputs_ahead():
                 break
 
     task = asyncio.ensure_future(consume())
-    await asyncio.sleep(0.02)
+    await settle(200)  # many loop turns: all the feeder could pull by now, it has
     assert outputs == []
     assert pulled <= 2 * 4 + 2  # window of 2 x concurrency, plus the feeder's look-ahead
     release.set()

@@ -61,10 +61,16 @@ async def test_finish_reports_the_error_or_cancellation():
     assert isinstance(rec.calls[-1][2], KeyError)
 
     rec2 = Recorder()
+    running = asyncio.Event()
+
+    async def first_sets(ctx, x):
+        running.set()
+        return await slow(ctx, x)
+
     task = asyncio.ensure_future(
-        PipelineBuilder().add_task("s", slow).build().run_stream(range(10**6), monitor=rec2)
+        PipelineBuilder().add_task("s", first_sets).build().run_stream(range(10**6), monitor=rec2)
     )
-    await asyncio.sleep(0.05)
+    await running.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

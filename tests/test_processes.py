@@ -493,6 +493,36 @@ def test_ctrl_c_leaves_no_orphan_process(tmp_path: Path) -> None:
         kill_session(proc)  # nothing survives, even when an assertion above failed
 
 
+@pytest.mark.timeout(90)
+def test_workers_end_when_the_caller_is_killed(tmp_path: Path) -> None:
+    """SIGKILL to the calling process alone (no cleanup runs there): its workers notice
+    within seconds that their parent is gone, and end."""
+    script = tmp_path / "killed.py"
+    script.write_text(INTERRUPTED_SCRIPT)
+    folder = tmp_path / "started"
+    folder.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(folder)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        asyncio.run(wait_for_files(folder, 2))
+        workers = [
+            child
+            for child in psutil.Process(proc.pid).children(recursive=True)
+            if any("spawn_main" in part for part in child.cmdline())
+        ]
+        assert len(workers) == 2
+        proc.kill()
+        proc.communicate(timeout=30)
+        _, alive = psutil.wait_procs(workers, timeout=10)
+        assert alive == []
+    finally:
+        kill_session(proc)
+
+
 def test_thread_pool_executor(new_children: Any) -> None:
     """A ThreadPoolExecutor runs each batch on its own loop in a worker thread."""
 
@@ -842,3 +872,28 @@ def test_a_broken_monitor_does_not_break_the_call(
     assert [[x for x, _ in r] for r in results] == [[1], [2]]
     failed = [r.getMessage() for r in caplog.records if "failed; the run goes on" in r.getMessage()]
     assert len(failed) == 4  # start, two updates, finish
+
+
+def test_monitor_attach_in_the_blocking_form(pool: ProcessPoolExecutor) -> None:
+    """attach comes first, with the pipeline and no cancel function (nothing to cancel
+    from here); a function pipeline is shown as its one-node graph."""
+    attached: list[tuple[Any, Any]] = []
+
+    class Attaching(Recorder):
+        def attach(self, pipeline: DagPipeline | None, cancel: Any) -> None:
+            attached.append((pipeline, cancel))
+            self.calls.append(("attach", None))
+
+    def build() -> DagPipeline:
+        return PipelineBuilder("attached").add_task("inc", lambda ctx, x: x + 1).build()
+
+    recorder = Attaching()
+    run_function_pipeline_in_subprocess(where, [[1]], executor=pool, monitor=recorder)
+    run_pipeline_in_subprocess(build, [[1]], executor=pool, monitor=recorder)
+    assert recorder.hooks == ["attach", "start", "update", "finish"] * 2
+    (function_graph, no_cancel), (dag, also_none) = attached
+    assert isinstance(function_graph, DagPipeline)
+    assert (function_graph.name, list(function_graph.tasks)) == ("where", ["where"])
+    assert isinstance(dag, DagPipeline)
+    assert dag.name == "attached"
+    assert no_cancel is None and also_none is None

@@ -379,6 +379,15 @@ def test_live_graph_is_laid_out_once_and_recoloured():
     assert 'width="' in svg and "max-width:100%;height:auto" in svg
 
 
+def test_static_drawing_sits_on_any_theme():
+    """The pipeline's own SVG has no white background box and scales to its output."""
+    from async_dag.notebook.graph import render_svg
+
+    svg = render_svg(pipeline())
+    assert 'fill="white"' not in svg and "max-width:100%;height:auto" in svg
+    ET.fromstring(svg[svg.index("<svg") :])
+
+
 def test_deep_graphs_go_top_to_bottom():
     """A long chain is laid out top to bottom, a short one left to right."""
     assert 'rankdir="TB"' in livegraph.live_dot(chain([f"s{i}" for i in range(12)]))
@@ -400,7 +409,7 @@ def test_hostile_ids_are_escaped_everywhere():
     long_id = HOSTILE[2]
     assert f'title="{long_id}"' in html  # the whole id on hover
     visible = re.sub(r"<[^>]*>", "", re.sub(r"<title>.*?</title>", "", html))
-    assert long_id not in visible and livegraph.shorten(long_id) in visible
+    assert long_id not in visible and livegraph.shorten(long_id, 24) in visible
     assert "ünïcødé-✓-節點" in html
     ET.fromstring(html[html.index("<svg") : html.index("</svg>") + 6])  # well-formed SVG
     text = monitor._static_bundle()["text/plain"]
@@ -623,6 +632,7 @@ def test_kernel_monitor_displayed_in_one_cell_fed_from_another(kernel):
     assert field(updates[-1], "double", "emitted") == "500"
 
 
+@pytest.mark.slow
 def test_saved_notebook_shows_the_final_state(tmp_path):
     """A notebook executed and saved by nbclient keeps the monitor's final text and HTML."""
     import nbclient
@@ -637,7 +647,12 @@ def test_saved_notebook_shows_the_final_state(tmp_path):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     manager = kernel_manager(tmp_path, "async-dag-save")
     client = nbclient.NotebookClient(nb, km=manager, timeout=120)
-    client.execute()
+    try:
+        client.execute()
+    finally:  # nbclient leaves a kernel it was given running
+        if client.kc is not None:
+            client.kc.stop_channels()
+        manager.shutdown_kernel(now=True)
     path = tmp_path / "saved.ipynb"
     nbformat.write(nb, path)
     saved = nbformat.read(path, as_version=4)
@@ -647,3 +662,51 @@ def test_saved_notebook_shows_the_final_state(tmp_path):
         assert "running" not in output["data"]["text/plain"]
         assert field(output["data"]["text/html"], None, "state") == "done"
     assert "7/7 100%" in saved.cells[2].outputs[0]["data"]["text/plain"]
+
+
+STOP_SETUP = """
+import asyncio, async_dag
+from async_dag.notebook import PipelineMonitor
+
+async def slow(ctx, x):
+    await asyncio.sleep(0.5)
+    return x
+
+stoppable = PipelineMonitor(display_on_start=True)
+print(stoppable.stop_button.model_id)
+"""
+
+STOP_RUN = """
+run = asyncio.ensure_future(async_dag.run_function_pipeline(range(40), slow, monitor=stoppable))
+stoppable.attach(None, run.cancel)  # the engine gives its own cancel once its rewrite lands
+try:
+    await run
+except asyncio.CancelledError:
+    print("cancelled", stoppable.state)
+"""
+
+
+@pytest.mark.slow
+def test_kernel_stop_button_cancels_an_awaited_run(kernel):
+    """A click on the stop button reaches the kernel while the cell awaits, and stops the run."""
+    printed = run_cell(kernel, STOP_SETUP)
+    (button,) = [m["content"]["text"].strip() for m in printed if m["msg_type"] == "stream"]
+    msg_id = kernel.execute(STOP_RUN)
+    seen: list[dict] = []
+    clicked = False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        msg = kernel.get_iopub_msg(timeout=30)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        seen.append(msg)
+        if not clicked and msg["msg_type"] == "comm_msg":  # the run has started
+            click = {"method": "custom", "content": {"event": "click"}}
+            kernel.shell_channel.send(
+                kernel.session.msg("comm_msg", {"comm_id": button, "data": click})
+            )
+            clicked = True
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            break
+    text = "".join(m["content"]["text"] for m in seen if m["msg_type"] == "stream")
+    assert text.strip() == "cancelled cancelled", text

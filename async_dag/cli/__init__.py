@@ -9,7 +9,7 @@ Example::
 
 A thin shell over the library: one function per command, each returning its exit
 status, chosen here only: 0 every item succeeded, 1 some failed or the run raised,
-2 bad usage (said in one line), 130 interrupted.
+2 bad usage (said in one line), 130 interrupted (Ctrl-C; 143 for SIGTERM).
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ import os
 import sys
 import threading
 import traceback
+from pathlib import Path
 from typing import Any, NoReturn
 
 from .. import __version__, run_function_pipeline
 from .describe import check_graph_output, describe, write_graph
 from .inputs import FORMATS, check_inputs, field_key, guard, guard_sources, read_inputs
-from .outputs import check_output, open_writer, write_errors
+from .outputs import check_output, check_writable, open_writer, write_errors
 from .session import INTERRUPTED, Outcome, Session, Tap
 from .targets import Target, UsageError, load_target
 
@@ -45,7 +46,8 @@ zero-argument function returning one of those. Inputs ending in .jsonl are JSON 
 JSON Lines from stdin. The output format comes from OUTPUT's suffix.
 
 exit status: 0 all items succeeded, 1 some failed or the run raised, 2 bad usage,
-130 interrupted (the output written so far is complete and valid)"""
+130 interrupted by Ctrl-C, 143 by SIGTERM (the output written so far is complete and
+valid)"""
 
 
 class Parser(argparse.ArgumentParser):
@@ -85,14 +87,26 @@ def make_parser() -> Parser:
     run.set_defaults(command=cmd_run)
     run.add_argument("target", metavar="TARGET", help="module:attr or path/to/file.py:attr")
     run.add_argument("inputs", metavar="INPUT", nargs="*", help="input files (default: stdin)")
-    run.add_argument("-o", "--output", metavar="OUTPUT", help=".jsonl, .csv or .parquet")
+    run.add_argument(
+        "-o",
+        "--output",
+        metavar="OUTPUT",
+        help=".jsonl, .csv or .parquet (default: JSON Lines on stdout)",
+    )
     run.add_argument("--format", choices=FORMATS, help="read every input as this format")
     run.add_argument("--key", metavar="FIELD", help="data_id from this field of dict inputs")
     run.add_argument(
         "--concurrency", type=_positive, metavar="N", help="inputs at once (function pipelines)"
     )
-    run.add_argument("--on-error", choices=("raise", "collect"), default="raise")
-    run.add_argument("--errors", metavar="FILE", help="failed items as JSON Lines")
+    run.add_argument(
+        "--on-error",
+        choices=("raise", "collect"),
+        default="raise",
+        help="stop at the first failure (default), or collect failures and go on",
+    )
+    run.add_argument(
+        "--errors", metavar="FILE", help="items that failed (--on-error collect), JSON Lines"
+    )
     run.add_argument("--checkpoint", metavar="FILE", help="SQLite file: skip inputs done before")
     run.add_argument("--limit", type=_positive, metavar="N", help="read at most N inputs")
     run.add_argument(
@@ -194,6 +208,12 @@ def _run_call(args: argparse.Namespace, target: Target, session: Session) -> Any
                 f"({__version__}) does not have yet"
             )
         options["checkpoint"] = args.checkpoint
+        if not args.key:
+            print(
+                f"{PROG}: note: --checkpoint without --key: inputs are known by their "
+                "position, so resume only over the same input in the same order",
+                file=sys.stderr,
+            )
     inputs = read_inputs(args.inputs, args.format, keep_bad=collect, limit=args.limit)
     return lambda: run(inputs, **options)
 
@@ -206,10 +226,10 @@ def _say_error(exc: BaseException, show_traceback: bool) -> None:
     print("\n".join(lines), file=sys.stderr)
 
 
-def _summary(outcome: Outcome, session: Session) -> str:
+def _summary(outcome: Outcome, session: Session) -> str | None:
     stats = outcome.result.stats if outcome.result is not None else session.tap.stats
-    if stats is None:
-        return f"{PROG}: no run"
+    if stats is None:  # the run call refused its arguments: nothing ran
+        return None
     skipped = getattr(stats, "skipped", 0)
     return (
         f"{PROG}: {stats.inputs} inputs, {stats.outputs} outputs, {stats.errors} errors, "
@@ -220,7 +240,11 @@ def _summary(outcome: Outcome, session: Session) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     """``run``: stream the inputs through TARGET into OUTPUT; summary on stderr."""
     args.inputs = check_inputs(args.inputs)
-    output = check_output(args.output)
+    output = check_output(args.output, args.inputs)
+    if args.errors is not None:
+        check_writable(args.errors, args.inputs)
+        if output is not None and Path(args.errors).resolve() == Path(output).resolve():
+            raise UsageError(f"--errors {args.errors} is also the output")
     target = load_target(args.target)
     display = None
     if not args.no_monitor and sys.stderr.isatty():
@@ -238,14 +262,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_errors(args.errors, outcome.result.errors)
     if outcome.error is not None:
         if isinstance(outcome.error, BrokenPipeError):
+            # `async-dag run ... | head`: say so once; nothing more can reach stdout
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
             print(f"{PROG}: output closed early (broken pipe)", file=sys.stderr)
         else:
             _say_error(outcome.error, args.traceback)
-    print(_summary(outcome, session), file=sys.stderr)
+    line = _summary(outcome, session)
+    if line is not None:
+        print(line, file=sys.stderr)
     if outcome.interrupted:
         print(f"{PROG}: interrupted; the outputs written so far are kept", file=sys.stderr)
         session.disarm()
-        return INTERRUPTED
+    return exit_status(outcome)
+
+
+def exit_status(outcome: Outcome) -> int:
+    """The exit status of a run: 130 interrupted (143 SIGTERM), 1 it raised or items
+    failed, else 0."""
+    if outcome.interrupted:
+        return outcome.status
     if outcome.error is not None:
         return FAILED
     failed = outcome.result.stats.errors or outcome.result.errors
@@ -276,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         status: int = args.command(args)
     except UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # one line, whatever the exception said
+        print(f"{PROG}: error: {message}", file=sys.stderr)
         status = USAGE
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

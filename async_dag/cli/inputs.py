@@ -200,8 +200,9 @@ def guard(handler: Callable[..., Any], *, batch: bool = False) -> Callable[..., 
             check(payload)
             return handler(ctx, payload)
 
-    wrapper.__name__ = getattr(target, "__name__", "handler")
-    wrapper.__qualname__ = getattr(target, "__qualname__", wrapper.__name__)
+    named = _unwrapped(handler)  # the node's name stays the handler's
+    wrapper.__name__ = getattr(named, "__name__", type(named).__name__)
+    wrapper.__qualname__ = getattr(named, "__qualname__", wrapper.__name__)
     return wrapper
 
 

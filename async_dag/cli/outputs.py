@@ -107,6 +107,8 @@ class _TextChunks(Writer):
         self._owned = owned
         self._parts: list[str] = []
         self._size = 0
+        # stdout: what a handler print()ed goes out first, never into one of our lines
+        self._before = sys.stdout.flush if stream is sys.stdout.buffer else None
 
     def _add(self, text: str) -> None:
         self._parts.append(text)
@@ -120,6 +122,8 @@ class _TextChunks(Writer):
         data = "".join(self._parts).encode("utf-8", "surrogateescape")
         self._parts.clear()
         self._size = 0
+        if self._before is not None:
+            self._before()
         self._stream.write(data)
         self._stream.flush()
 
@@ -227,10 +231,20 @@ class ParquetWriter(Writer):
 OUTPUT_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".parquet")
 
 
-def check_output(output: str | None) -> str | None:
+def check_writable(path: str, inputs: list[str]) -> None:
+    """Refuse a file to write whose folder is missing, or that is one of the inputs."""
+    folder = Path(path).resolve().parent
+    if not folder.is_dir():
+        raise UsageError(f"cannot write {path}: no such folder {folder}")
+    if any(i != "-" and Path(i).resolve() == Path(path).resolve() for i in inputs):
+        raise UsageError(f"{path} is also an input: writing it would lose the input")
+
+
+def check_output(output: str | None, inputs: list[str]) -> str | None:
     """Refuse an OUTPUT that cannot be written, before anything runs."""
     if output is None or output == "-":
         return None
+    check_writable(output, inputs)
     suffix = Path(output).suffix.lower()
     if suffix not in OUTPUT_SUFFIXES:
         raise UsageError(
@@ -244,9 +258,6 @@ def check_output(output: str | None) -> str | None:
             raise UsageError(
                 f"writing {output} needs pyarrow: pip install 'async-dag[arrow]'"
             ) from None
-    folder = Path(output).resolve().parent
-    if not folder.is_dir():
-        raise UsageError(f"cannot write {output}: no such folder {folder}")
     return output
 
 

@@ -1,9 +1,10 @@
 """Drive one run from the command line: its event loop, Ctrl-C, output and counters.
 
-Ctrl-C cancels the run (the library stops every worker and closes the input); the
-output written so far is flushed and closed, and the summary printed. A watchdog makes
-sure the process is gone within :data:`GRACE` seconds of the first Ctrl-C even when a
-handler blocks the loop; a second Ctrl-C ends it at once.
+Ctrl-C (or SIGTERM, as ``timeout`` and service managers send) cancels the run: the
+library stops every worker and closes the input; the output written so far is flushed
+and closed, and the summary printed. A watchdog makes sure the process is gone within
+:data:`GRACE` seconds of the signal even when a handler blocks the loop; a second
+signal ends it at once. The exit status is 128 + the signal: 130 for Ctrl-C.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from .outputs import OutputError, Writer
 
 GRACE = 0.9  # seconds from Ctrl-C to a forced exit
 FLUSH_EVERY = 0.5  # seconds between flushes of text output while a run goes on
-INTERRUPTED = 130
+INTERRUPTED = 128 + signal.SIGINT
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def hard_exit(status: int = INTERRUPTED) -> None:
@@ -67,6 +69,7 @@ class Outcome:
     result: Any = None
     error: BaseException | None = None
     interrupted: bool = False
+    status: int = INTERRUPTED  # when interrupted: 128 + the signal
 
 
 class Session:
@@ -77,6 +80,7 @@ class Session:
         self.tap = tap
         self.task: asyncio.Task[Any] | None = None
         self.interrupts = 0
+        self.status = INTERRUPTED
         self.fatal: BaseException | None = None
         self._watchdog: threading.Timer | None = None
 
@@ -98,24 +102,30 @@ class Session:
 
     # -- Ctrl-C --------------------------------------------------------------------------
 
-    def _on_sigint(self, signum: int, frame: Any) -> None:
+    def _on_signal(self, signum: int, frame: Any) -> None:
         self.interrupts += 1
+        if self.interrupts == 1:
+            self.status = 128 + signum
         task = self.task
         if self.interrupts > 1 or task is None:
-            hard_exit()
+            hard_exit(self.status)
             return
         task.cancel()
         task.get_loop().call_soon_threadsafe(lambda: None)  # wake the loop
-        self._watchdog = threading.Timer(GRACE, hard_exit)
+        self._watchdog = threading.Timer(GRACE, hard_exit, (self.status,))
         self._watchdog.daemon = True
         self._watchdog.start()
 
-    def _install(self) -> Any:
+    def _install(self) -> dict[int, Any]:
+        """Take over the stop signals that are at their default; return the old handlers."""
         if threading.current_thread() is not threading.main_thread():
-            return None
-        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-            return None  # ignored, or someone else's: leave it alone
-        return signal.signal(signal.SIGINT, self._on_sigint)
+            return {}
+        defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+        previous: dict[int, Any] = {}
+        for signum in STOP_SIGNALS:
+            if signal.getsignal(signum) is defaults[signum]:  # ignored or taken: left alone
+                previous[signum] = signal.signal(signum, self._on_signal)
+        return previous
 
     def disarm(self) -> None:
         """The interrupted run has wound down: no forced exit needed."""
@@ -134,6 +144,7 @@ class Session:
             if not self.interrupts and self.fatal is None:
                 raise
             outcome.interrupted = self.interrupts > 0
+            outcome.status = self.status
         except Exception as exc:
             outcome.error = exc
         finally:
@@ -167,7 +178,7 @@ class Session:
         except asyncio.CancelledError:  # Ctrl-C while the output was being closed
             if not self.interrupts:
                 raise
-            return Outcome(interrupted=True)
+            return Outcome(interrupted=True, status=self.status)
         finally:
             try:
                 leftovers = asyncio.all_tasks(loop)
@@ -181,5 +192,5 @@ class Session:
                 # to_thread call must not keep a finished (or interrupted) job alive
                 asyncio.set_event_loop(None)
                 loop.close()
-                if previous is not None:
-                    signal.signal(signal.SIGINT, previous)
+                for signum, handler in previous.items():
+                    signal.signal(signum, handler)

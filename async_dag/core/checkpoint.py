@@ -1,16 +1,351 @@
-"""Interim checkpoint (replaced by the full module)."""
+"""The record of finished inputs that lets a rerun skip them: :class:`Checkpoint`.
+
+One SQLite table holds ``(name, data_id, done_at)`` rows. A run opens a
+:class:`CheckpointSession` on it: the recorded data_ids of its name are loaded into a set
+(``is_done`` is a set lookup), new records are queued (``record``) and committed in
+batches by a flusher task at least once a second and by ``close`` at the end, all the
+SQLite work in a thread of the session's own, so the event loop never waits on the disk.
+WAL mode and a busy timeout let several processes share one file.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import contextlib
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+logger = logging.getLogger("async_dag")
+
+T = TypeVar("T")
+
+BUILD_TABLE = """
+    CREATE TABLE IF NOT EXISTS async_dag_checkpoint (
+        name TEXT NOT NULL,
+        data_id TEXT NOT NULL,
+        done_at REAL NOT NULL,
+        PRIMARY KEY (name, data_id)
+    ) WITHOUT ROWID
+"""
+LOAD_IDS = "SELECT data_id FROM async_dag_checkpoint WHERE name = ?"
+STORE_ID = "INSERT OR IGNORE INTO async_dag_checkpoint (name, data_id, done_at) VALUES (?, ?, ?)"
+HAS_ID = "SELECT 1 FROM async_dag_checkpoint WHERE name = ? AND data_id = ?"
+HAS_ID_ANY_NAME = "SELECT 1 FROM async_dag_checkpoint WHERE data_id = ? LIMIT 1"
+COUNT = "SELECT COUNT(*) FROM async_dag_checkpoint WHERE name = ?"
+COUNT_ALL = "SELECT COUNT(*) FROM async_dag_checkpoint"
+CLEAR = "DELETE FROM async_dag_checkpoint WHERE name = ?"
+CLEAR_ALL = "DELETE FROM async_dag_checkpoint"
+
+BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's transaction
+FLUSH_EVERY = 0.5  # seconds between the flusher's commits (so: at least once a second)
+
+
+class CheckpointError(OSError):
+    """A checkpoint file could not be opened, read or written; the message names it."""
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """Open (creating when missing) the checkpoint file, in WAL mode, with its table."""
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {str(path)!r} is a directory, not a file")
+    if not path.parent.is_dir():
+        raise CheckpointError(
+            f"checkpoint {str(path)!r}: directory {str(path.parent)!r} does not exist"
+        )
+    try:
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be opened: {exc}") from exc
+    try:
+        with contextlib.suppress(sqlite3.Error):  # an optimisation: some file systems refuse
+            conn.execute("PRAGMA journal_mode = wal")
+            conn.execute("PRAGMA synchronous = normal")  # safe against a crash in WAL mode
+        conn.execute(BUILD_TABLE)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise CheckpointError(f"checkpoint {str(path)!r} is not usable: {exc}") from exc
+    return conn
+
+
+@contextlib.contextmanager
+def _database(path: Path) -> Iterator[sqlite3.Connection]:
+    """A short-lived connection for one user call; sqlite errors become CheckpointError."""
+    conn = _connect(path)
+    try:
+        yield conn
+    except sqlite3.Error as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r}: {exc}") from exc
+    finally:
+        conn.close()
 
 
 class Checkpoint:
-    """Interim."""
+    """A file that remembers which inputs of a pipeline finished, so a rerun skips them.
+
+    Pass it (or just the path) as ``checkpoint=`` to a run. Entries are kept per name
+    and data_id; a run uses this ``name`` when given, else the pipeline's name, so
+    pipelines sharing one file need distinct names. Example::
+
+        done = Checkpoint("refresh.sqlite", name="refresh")
+        await pipeline.run_stream(pages(), key=lambda page: page["url"], checkpoint=done)
+        len(done)     # inputs recorded as finished
+        done.clear()  # start over next time
+
+    ``clear()``, ``len()`` and ``in`` apply to this name's entries, or to the whole file
+    when there is no name. The file is created when missing. A ``Checkpoint`` pickles as
+    its path and name, so it can travel to worker processes, which share the file.
+    """
+
+    __slots__ = ("name", "path")
+
+    def __init__(self, path: str | os.PathLike[str], name: str | None = None) -> None:
+        if not isinstance(path, str | os.PathLike):
+            raise TypeError(
+                f"checkpoint path must be a str or os.PathLike, got {type(path).__name__}"
+            )
+        raw = os.fspath(path)
+        if not isinstance(raw, str):
+            raise TypeError(f"checkpoint path must be a str path, got {raw!r}")
+        if not raw or raw == ":memory:":
+            raise ValueError(f"checkpoint path must name a file, got {raw!r}")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"checkpoint name must be a str or None, got {type(name).__name__}")
+        if name == "":
+            raise ValueError("checkpoint name must not be empty (None means the pipeline's)")
+        self.path: Path = Path(raw).expanduser()
+        self.name: str | None = name
+
+    def __repr__(self) -> str:
+        named = f" name={self.name!r}" if self.name is not None else ""
+        return f"<Checkpoint {str(self.path)!r}{named}>"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Checkpoint):
+            return NotImplemented
+        return (self.path, self.name) == (other.path, other.name)
+
+    def __hash__(self) -> int:
+        return hash((self.path, self.name))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self.path), self.name))
+
+    def __len__(self) -> int:
+        """How many entries this name (or, without a name, the whole file) holds."""
+        if not self.path.exists():
+            return 0
+        with _database(self.path) as conn:
+            if self.name is None:
+                row = conn.execute(COUNT_ALL).fetchone()
+            else:
+                row = conn.execute(COUNT, (self.name,)).fetchone()
+        return int(row[0])
+
+    def __contains__(self, data_id: object) -> bool:
+        """Whether ``data_id`` is recorded under this name (any name, without one)."""
+        if not isinstance(data_id, str) or not self.path.exists():
+            return False
+        with _database(self.path) as conn:
+            if self.name is None:
+                row = conn.execute(HAS_ID_ANY_NAME, (data_id,)).fetchone()
+            else:
+                row = conn.execute(HAS_ID, (self.name, data_id)).fetchone()
+        return row is not None
+
+    def clear(self) -> None:
+        """Forget this name's entries (or, without a name, every entry in the file)."""
+        if not self.path.exists():
+            return
+        with _database(self.path) as conn:
+            if self.name is None:
+                conn.execute(CLEAR_ALL)
+            else:
+                conn.execute(CLEAR, (self.name,))
+
+    def session(self, default_name: str) -> CheckpointSession:
+        """A session for one run, under this checkpoint's name or else ``default_name``."""
+        return CheckpointSession(self.path, self.name if self.name is not None else default_name)
 
 
-def as_checkpoint(spec: Any) -> Any:
-    """Interim."""
-    if spec is None:
-        return None
-    raise NotImplementedError
+def as_checkpoint(spec: object) -> Checkpoint | None:
+    """The run option ``checkpoint=``: a path, a ``Checkpoint`` or None, checked."""
+    if spec is None or isinstance(spec, Checkpoint):
+        return spec
+    if isinstance(spec, str | os.PathLike):
+        return Checkpoint(spec)
+    raise TypeError(
+        "checkpoint must be a path (str or os.PathLike), a Checkpoint or None, "
+        f"got {type(spec).__name__} {spec!r}"
+    )
+
+
+class CheckpointSession:
+    """One run's use of a checkpoint: load what is done, queue new records, commit them.
+
+    Used from the event loop: ``await open()``, then ``is_done``/``record`` (plain, O(1)
+    calls), a task running ``run_flusher()`` for the length of the run, and
+    ``await close()`` at the end, which commits everything queued and completes even if
+    the calling task is cancelled, however often.
+    """
+
+    def __init__(self, path: Path, name: str, *, flush_every: float = FLUSH_EVERY) -> None:
+        self.path = path
+        self.name = name
+        self.flush_every = flush_every
+        self.recorded = 0  # records committed or queued by this session
+        self.loaded = 0  # data_ids found recorded when the session opened
+        self._done: set[str] = set()
+        self._pending: list[tuple[str, str, float]] = []
+        self._conn: sqlite3.Connection | None = None  # used only in the session's thread
+        self._executor: ThreadPoolExecutor | None = None
+        self._last_job: asyncio.Future[Any] | None = None
+        self._closing: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open" if self._executor else "new"
+        return (
+            f"<CheckpointSession {str(self.path)!r} name={self.name!r} {state}, "
+            f"{self.loaded} loaded, {self.recorded} recorded, {len(self._pending)} queued>"
+        )
+
+    async def open(self) -> None:
+        """Connect in the session's thread and load the data_ids recorded under the name."""
+        if self._executor is not None or self._closed:
+            raise RuntimeError(f"{self!r} was already opened")
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="async_dag-checkpoint")
+        job = self._submit(self._open_sync)
+        try:
+            self._done = await job
+        except CheckpointError:
+            self._closed = True
+            self._executor.shutdown(wait=False)
+            self._executor = None
+            raise
+        self.loaded = len(self._done)
+
+    def is_done(self, data_id: str) -> bool:
+        """Whether ``data_id`` was recorded before this run, or by it."""
+        return data_id in self._done
+
+    def record(self, data_id: str) -> None:
+        """Mark ``data_id`` finished; it is committed by the next flush or by ``close``."""
+        if self._closed or self._executor is None:
+            raise RuntimeError(f"{self!r} takes no records: it is not open")
+        if data_id not in self._done:
+            self._done.add(data_id)
+            self._pending.append((self.name, data_id, time.time()))
+            self.recorded += 1
+
+    async def run_flusher(self) -> None:
+        """Commit the queued records every ``flush_every`` seconds until cancelled or closed."""
+        while not self._closed:
+            await asyncio.sleep(self.flush_every)
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Commit the queued records now, in one transaction; a failure keeps them queued.
+
+        Cancelling the caller does not stop a commit that has started.
+        """
+        if not self._pending or self._closed or self._executor is None:
+            return
+        batch, self._pending = self._pending, []
+        job = self._submit(self._commit_sync, batch)
+
+        def requeue(job: asyncio.Future[None]) -> None:
+            if job.cancelled() or job.exception() is not None:
+                self._pending[:0] = batch
+                error = "cancelled" if job.cancelled() else job.exception()
+                logger.warning("checkpoint commit failed, will retry: %s", error)
+
+        job.add_done_callback(requeue)
+        with contextlib.suppress(CheckpointError):  # requeued; close() reports a lasting one
+            await asyncio.shield(job)
+
+    async def close(self) -> None:
+        """Commit everything queued, then close the file; safe to call again.
+
+        It completes even if the calling task is cancelled meanwhile, any number of
+        times; the cancellation is raised once it is done. A failed final commit raises
+        ``CheckpointError`` (those inputs are simply redone by the next run).
+        """
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(
+                self._close(), name="async_dag-checkpoint-close"
+            )
+        closing = self._closing
+        interrupted = False
+        while not closing.done():
+            try:
+                await asyncio.shield(closing)
+            except asyncio.CancelledError:
+                interrupted = True  # keep waiting: the records must reach the file
+        if interrupted:
+            if not closing.cancelled() and closing.exception() is not None:
+                logger.error("checkpoint close failed: %s", closing.exception())
+            raise asyncio.CancelledError
+        closing.result()
+
+    async def _close(self) -> None:
+        self._closed = True
+        if self._executor is None:
+            return
+        try:
+            if self._last_job is not None:  # an open or a commit still running
+                await asyncio.wait([self._last_job])
+            batch, self._pending = self._pending, []
+            await self._submit(self._close_sync, batch)
+        finally:
+            self._executor.shutdown(wait=False)
+
+    def _submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Run ``fn(*args)`` in the session's thread (jobs run one at a time, in order)."""
+        job = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        self._last_job = job
+        return job
+
+    # --- in the session's thread -------------------------------------------------------
+
+    def _open_sync(self) -> set[str]:
+        conn = _connect(self.path)
+        try:
+            done = {row[0] for row in conn.execute(LOAD_IDS, (self.name,))}
+        except sqlite3.Error as exc:
+            conn.close()
+            raise CheckpointError(f"checkpoint {str(self.path)!r} cannot be read: {exc}") from exc
+        self._conn = conn
+        return done
+
+    def _commit_sync(self, batch: list[tuple[str, str, float]]) -> None:
+        conn = self._conn
+        if conn is None:
+            raise CheckpointError(f"checkpoint {str(self.path)!r} is not open")
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # take the write lock now: the busy timeout applies
+            try:
+                conn.executemany(STORE_ID, batch)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise CheckpointError(
+                f"checkpoint {str(self.path)!r}: {len(batch)} records not saved: {exc}"
+            ) from exc
+
+    def _close_sync(self, batch: list[tuple[str, str, float]]) -> None:
+        try:
+            if batch and self._conn is not None:
+                self._commit_sync(batch)
+        finally:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

@@ -27,20 +27,25 @@ class RateLimit:
     most ``rate * T + 1`` start: no bursts, and an idle period banks nothing. Waiters are
     served first come, first served; a cancelled waiter leaves at once, takes no slot and
     delays no one. ``pause(seconds)`` (what a ``RetryAfter`` does) holds every waiter and
-    every later call until the pause ends. Example, one budget for two tasks::
+    every later call until the pause ends. Example, one budget for two tasks and a call
+    made before the run::
 
-        limit = RateLimit(50)  # the API allows 50 requests per second
+        limit = RateLimit(50)  # the API allows 50 requests per second, all endpoints
+        pipeline.add_task("list", list_pages, rate_limit=limit)
+        pipeline.add_task("fetch", fetch_item, rate_limit=limit)
 
-        async def first_page():
-            async with limit:
-                return await fetch(url, page=1)
-
-        pipeline.add_task("fetch", fetch_page, rate_limit=limit)
+        async with limit:
+            first_page = await fetch(client, url)
 
     One ``RateLimit`` is one budget wherever it is used on one event loop: several tasks,
     several concurrent runs. It binds to no loop when built (it may be created at import
     time), and may be used by one loop after another; waiting on it from two loops at
     once raises ``RuntimeError``. It is not thread-safe.
+
+    The spacing is never shortened to make up for a late wake-up, and the event loop's
+    timers wake late (asyncio rounds each wait up to a whole millisecond, and the kernel
+    adds its own delay), so at high rates fewer than ``rate`` calls per second start:
+    ``python -m bench --only ratelimit`` measures how many.
 
     It pickles as its rate alone: each worker process of the subprocess runners gets an
     independent copy with its own full budget, so ``n`` processes together may start up
@@ -48,19 +53,24 @@ class RateLimit:
     remote limit is global.
     """
 
-    __slots__ = ("_interval", "_loop", "_next", "_paused_until", "_timer", "_waiters", "rate")
+    __slots__ = ("_interval", "_loop", "_next", "_paused_until", "_rate", "_timer", "_waiters")
 
     def __init__(self, rate: float) -> None:
-        self.rate: float = _seconds(rate, "rate", positive=True)
-        self._interval = 1.0 / self.rate
+        self._rate = _seconds(rate, "rate", positive=True)
+        self._interval = 1.0 / self._rate
         self._next = -math.inf  # earliest time.monotonic() the next call may start
         self._paused_until = -math.inf
         self._waiters: deque[asyncio.Future[None]] = deque()  # FIFO, the head first
         self._timer: asyncio.TimerHandle | None = None  # wakes the head, when it waits
         self._loop: asyncio.AbstractEventLoop | None = None  # set while someone waits
 
+    @property
+    def rate(self) -> float:
+        """Calls per second (read-only: one budget keeps its rate)."""
+        return self._rate
+
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.rate,))
+        return (type(self), (self._rate,))
 
     def __repr__(self) -> str:
         state = ""
@@ -69,7 +79,7 @@ class RateLimit:
         pause = self._paused_until - time.monotonic()
         if pause > 0:
             state += f", paused {pause:.1f} s"
-        return f"<RateLimit {self.rate:g}/s{state}>"
+        return f"<RateLimit {self._rate:g}/s{state}>"
 
     async def __aenter__(self) -> RateLimit:
         await self.acquire()

@@ -30,6 +30,12 @@ log = logging.getLogger("async_dag")
 KILL_AFTER = 1.5
 GIVE_UP_AFTER = 10.0
 
+# While waiting, the loop wakes this often. ipykernel 7.4 turns the interrupt button's
+# SIGINT into a cancellation by completing a future from another thread without waking
+# the loop, so a loop with nothing else to do would only see the interrupt when it next
+# wakes (seen: never, for a cell awaiting a long batch).
+WAKE_EVERY = 0.25
+
 
 async def await_spawn_pool(pool: SpawnPool, on_result: OnResult) -> list[RunResult]:
     """``pool.run()`` in a helper thread; ``on_result`` is called on this loop."""
@@ -62,7 +68,9 @@ async def await_spawn_pool(pool: SpawnPool, on_result: OnResult) -> list[RunResu
 
     threading.Thread(target=collect, name="async_dag-batches", daemon=True).start()
     try:
-        return await asyncio.shield(outcome)
+        while not outcome.done():
+            await asyncio.wait({outcome}, timeout=WAKE_EVERY)
+        return outcome.result()
     except asyncio.CancelledError:
         cancelled = True
         pool.abort()
@@ -92,7 +100,9 @@ async def await_executor(
             awaitable.add_done_callback(_seen)
             waiting[awaitable] = index
         while waiting:
-            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                waiting, timeout=WAKE_EVERY, return_when=asyncio.FIRST_COMPLETED
+            )
             for awaitable in sorted(done, key=waiting.__getitem__):
                 index = waiting.pop(awaitable)
                 unfinished = [i for i, r in enumerate(results) if r is None]

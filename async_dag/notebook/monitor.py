@@ -83,11 +83,12 @@ _PANEL = (
     "overflow:hidden"
 )
 _TH = (
-    "padding:1px 6px;white-space:nowrap;font-weight:600;"
+    "padding:1px 5px;white-space:nowrap;font-weight:600;"
     "border-bottom:1px solid var(--jp-border-color2)"
 )
-_LEFT = "padding:1px 6px;text-align:left;white-space:nowrap"
-_CELL = "padding:1px 6px;text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums"
+_NOWRAP = ' style="white-space:nowrap"'
+_LEFT = "padding:1px 5px;text-align:left;white-space:nowrap"
+_CELL = "padding:1px 5px;text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums"
 
 
 def _kind(state: str) -> str:
@@ -249,10 +250,9 @@ class PipelineMonitor(Monitor):
     def _node_state(self, node: NodeStats) -> str:
         stats = self.stats
         since = self._failures.get(node.node, (0, float("-inf")))[1]
-        if self.state == "running":
-            failing = stats is not None and stats.elapsed - since <= FAILING_FOR
-        else:
-            failing = node.failed > 0
+        if self.state != "running":  # over: nothing is busy any more
+            return "failing" if node.failed else "idle"
+        failing = stats is not None and stats.elapsed - since <= FAILING_FOR
         return node_state(node, failing=failing)
 
     def _rate(self, node_id: str) -> float:
@@ -316,14 +316,16 @@ class PipelineMonitor(Monitor):
                 f'min-width:0;max-height:560px;overflow:auto">{self._graph.html(self._views())}'
                 "</div>"
             )
+        columns = self._columns(stats)
         head = "".join(
             f'<th title="{html.escape(tip)}" style="{_TH};'
             f'text-align:{"left" if name in ("node", "node_state") else "right"}">{title}</th>'
             for name, title, tip in COLUMNS
+            if name in columns
         )
-        body = "".join(self._render_row(node) for node in stats.nodes.values())
+        body = "".join(self._render_row(node, columns) for node in stats.nodes.values())
         table = (
-            '<div class="async-dag-monitor-table" style="flex:1 1 420px;min-width:0;'
+            '<div class="async-dag-monitor-table" style="flex:1 1 auto;min-width:0;'
             'max-width:100%;overflow-x:auto">'
             '<table class="async-dag-monitor-nodes" style="border-collapse:collapse;'
             f'margin:0"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
@@ -382,10 +384,10 @@ class PipelineMonitor(Monitor):
             rows.append(
                 "<tr>"
                 f'<td style="{_LEFT}" title="{html.escape(node_text)}">'
-                f"<code>{html.escape(shorten(node_text, 24))}</code></td>"
+                f"<code{_NOWRAP}>{html.escape(shorten(node_text, 24))}</code></td>"
                 f'<td style="{_LEFT}" title="{html.escape(id_text)}">'
-                f"<code>{html.escape(shorten(id_text, 24))}</code></td>"
-                f'<td style="padding:1px 6px;color:var(--jp-error-color1);overflow-wrap:anywhere"'
+                f"<code{_NOWRAP}>{html.escape(shorten(id_text, 24))}</code></td>"
+                f'<td style="padding:1px 5px;color:var(--jp-error-color1);overflow-wrap:anywhere"'
                 f' title="{html.escape(message_text)}">'
                 f"{html.escape(shorten(message_text, 160))}</td>"
                 "</tr>"
@@ -397,7 +399,16 @@ class PipelineMonitor(Monitor):
             f"{''.join(rows)}</table></div>"
         )
 
-    def _render_row(self, node: NodeStats) -> str:
+    @staticmethod
+    def _columns(stats: RunStats) -> set[str]:
+        """The table's columns: retried and unrouted only when some node has any."""
+        columns = {name for name, _, _ in COLUMNS} - {"retried", "unrouted"}
+        for field in ("retried", "unrouted"):
+            if any(getattr(node, field) for node in stats.nodes.values()):
+                columns.add(field)
+        return columns
+
+    def _render_row(self, node: NodeStats, columns: set[str]) -> str:
         row = self._row(node)
         depth, bound = row["queue"]
         ident = printable(node.node)
@@ -406,7 +417,7 @@ class PipelineMonitor(Monitor):
         share = min(depth / bound, 1.0) * 100 if bound > 0 else 0.0
         cells = [
             f'<td data-field="node" style="{_LEFT}" title="{html.escape(ident)}">'
-            f"<code>{html.escape(shorten(ident))}</code></td>",
+            f"<code{_NOWRAP}>{html.escape(shorten(ident, 24))}</code></td>",
             f'<td data-field="node_state" style="{_LEFT}">'
             f'<span style="display:inline-block;width:0.7em;height:0.7em;border-radius:50%;'
             f'background:{fill};border:1px solid {border};margin-right:4px"></span>'
@@ -418,7 +429,8 @@ class PipelineMonitor(Monitor):
             f"</span></span>{depth:,}/{bound:,}</td>",
         ]
         for field in ("in_flight", "done", "emitted", "failed", "retried", "unrouted"):
-            cells.append(f'<td data-field="{field}" style="{_CELL}">{row[field]:,}</td>')
+            if field in columns:
+                cells.append(f'<td data-field="{field}" style="{_CELL}">{row[field]:,}</td>')
         cells.append(f'<td data-field="rate" style="{_CELL}">{row["rate"]:,.0f}</td>')
         return f'<tr data-node="{html.escape(ident)}">{"".join(cells)}</tr>'
 

@@ -29,7 +29,8 @@ def resolve_monitor(spec: Any) -> Monitor | None:
     """Turn a run's ``monitor=`` argument into a Monitor, or None for no monitor.
 
     ``None``/``False``: none. ``True``: a widget panel inside a Jupyter kernel, a terminal
-    display elsewhere. A :class:`Monitor` instance (a ``PipelineMonitor`` included) is
+    display on stderr elsewhere (drawn on a terminal; off one, a line every 10 s and a
+    summary). A :class:`Monitor` instance (a ``PipelineMonitor`` included) is
     used as it is.
     """
     if spec is None or spec is False:

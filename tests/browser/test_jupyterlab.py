@@ -4,13 +4,16 @@ Starts JupyterLab from this environment on 127.0.0.1 (no token, a free port, a t
 root holding a copy of the notebook, and temporary Jupyter config and data folders whose
 ``python3`` kernelspec runs this interpreter, so no user-level setting or kernel can get in
 the way), drives Debian's Chromium through Playwright (no
-browser download), runs every cell, and checks the graph SVG, the live monitor's numbers
-while the run goes on, and the final counts. Screenshots go to ``test-artifacts/``.
+browser download) in a 1400 px window with the file browser open, runs every cell, and
+checks: the graph SVG; the live monitor's bar, percent and ETA while the run goes on;
+the final counts and badge; a 12-node graph with long and hostile ids that fits its
+output (no element wider than the output area unless a scrolling box holds it, ids
+escaped and shortened, whole on hover); the dark theme; and the saved notebook, re-opened,
+showing the final state. Assertions are on the DOM; screenshots go to ``test-artifacts/``.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import re
@@ -159,6 +162,7 @@ def lab_url(tmp_path: Path) -> Iterator[str]:
         "--ServerApp.password=",
         "--ServerApp.open_browser=False",
         f"--ServerApp.root_dir={root}",
+        "--LabApp.expose_app_in_browser=True",  # window.jupyterapp, to run commands
     ]
     if os.geteuid() == 0:
         command.append("--allow-root")
@@ -182,11 +186,52 @@ def check_kernelspec(url: str) -> None:
     assert argv[0] == sys.executable, f"python3 kernel not isolated: {argv}"
 
 
-def monitor_field(page: Page, field: str, node: str | None = None) -> str:
-    """One number (or the state) the monitor panel shows now; empty until it is shown."""
-    scope = f".async-dag-monitor tr[data-node='{node}']" if node else ".async-dag-monitor"
-    cell = page.locator(f"{scope} [data-field='{field}']")
+def monitor_field(page: Page, field: str, node: str | None = None, index: int = 0) -> str:
+    """One number (or the state) the ``index``-th monitor panel shows now; empty until
+    it is shown."""
+    panel = page.locator(".jp-OutputArea-output div.async-dag-monitor").nth(index)
+    if not panel.count():
+        return ""
+    scope = panel.locator(f"tr[data-node='{node}']") if node else panel
+    cell = scope.locator(f"[data-field='{field}']")
     return cell.first.inner_text().strip() if cell.count() else ""
+
+
+# For every output area holding a monitor: elements wider than the area (or sticking out
+# of it) that no scrolling or clipping box inside the area contains.
+OVERFLOWING_JS = """
+() => {
+  const bad = [];
+  for (const area of document.querySelectorAll('.jp-OutputArea-output')) {
+    if (!area.querySelector('.async-dag-monitor')) continue;
+    const box = area.getBoundingClientRect();
+    for (const el of area.querySelectorAll('*')) {
+      const r = el.getBoundingClientRect();
+      if (r.width === 0 && r.height === 0) continue;
+      if (r.width <= box.width + 1 && r.right <= box.right + 1 && r.left >= box.left - 1) continue;
+      let held = false;
+      for (let p = el.parentElement; p && p !== area; p = p.parentElement) {
+        const o = getComputedStyle(p).overflowX;
+        const pr = p.getBoundingClientRect();
+        if (['auto', 'scroll', 'hidden'].includes(o) && pr.right <= box.right + 1
+            && pr.width <= box.width + 1) { held = true; break; }
+      }
+      const name = el.className && el.className.baseVal !== undefined
+        ? el.className.baseVal : el.className;
+      if (!held) bad.push(`${el.tagName}.${name} ${Math.round(r.width)}px`);
+    }
+  }
+  return bad;
+}
+"""
+
+
+def run_command(page: Page, command: str, args: dict[str, object] | None = None) -> None:
+    """Run a JupyterLab command through the app exposed in the browser."""
+    page.evaluate(
+        "([command, args]) => window.jupyterapp.commands.execute(command, args)",
+        [command, args or {}],
+    )
 
 
 def wait_for_kernel(url: str, notebook: str) -> None:
@@ -220,8 +265,10 @@ def run_all_cells(page: Page) -> None:
     pytest.fail("JupyterLab did not start running the cells")
 
 
+@pytest.mark.timeout(300)  # a loaded 2-core machine takes about a minute
 def test_monitor_notebook_in_jupyterlab(lab_url: str) -> None:
-    """The graph shows as SVG, the monitor counts up live, and ends at the final counts."""
+    """Bar and ETA live, final counts and badge, a 12-node graph that fits, dark theme,
+    and the saved notebook re-opened at its final state."""
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -234,25 +281,38 @@ def test_monitor_notebook_in_jupyterlab(lab_url: str) -> None:
                 timeout=60_000
             )
             wait_for_kernel(lab_url, NOTEBOOK.name)
+            page.wait_for_function("() => window.jupyterapp !== undefined", timeout=30_000)
+            run_command(page, "filebrowser:activate")  # the file browser open, as people have it
+            page.locator(".jp-FileBrowser").first.wait_for(state="visible", timeout=10_000)
             page.locator(".jp-Notebook .jp-Cell").first.click()
             run_all_cells(page)
 
             # Sample what the panel shows while the cells run: the run lasts about 6 s.
             samples: list[str] = []
+            etas: list[str] = []
             last_prompt = page.locator(".jp-CodeCell .jp-InputPrompt").last
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 90
             while time.monotonic() < deadline:
                 if monitor_field(page, "state") == "running":
-                    done = monitor_field(page, "done", node="fetch")
+                    done = monitor_field(page, "progress")
+                    eta = monitor_field(page, "eta")
                     if done and (not samples or samples[-1] != done):
                         samples.append(done)
-                        if len(samples) == 2:
-                            page.screenshot(path=ARTIFACTS / "jupyterlab-monitor-running.png")
+                        percent = monitor_field(page, "percent")
+                        assert re.fullmatch(r"\d+/60", done), done
+                        assert re.fullmatch(r"\d+%", percent), percent
+                    if eta and not etas:
+                        assert re.fullmatch(r"ETA \d+:\d\d", eta), eta
+                        panel = page.locator(".jp-OutputArea-output div.async-dag-monitor")
+                        panel.first.scroll_into_view_if_needed()
+                        page.screenshot(path=ARTIFACTS / "jupyterlab-monitor-running.png")
+                    if eta:
+                        etas.append(eta)
                 if EXECUTED.fullmatch(last_prompt.inner_text().strip()):
                     break
                 page.wait_for_timeout(100)
             else:
-                pytest.fail("the notebook's cells did not all run within 60 s")
+                pytest.fail("the notebook's cells did not all run within 90 s")
             page.screenshot(path=ARTIFACTS / "jupyterlab-monitor-final.png", full_page=True)
 
             errors = page.locator(".jp-OutputArea-output[data-mime-type*='error']")
@@ -265,19 +325,110 @@ def test_monitor_notebook_in_jupyterlab(lab_url: str) -> None:
             svg = urllib.parse.unquote(graph.first.get_attribute("src") or "")
             assert svg.startswith("data:image/svg+xml") and "<svg" in svg, svg[:200]
             assert ">fetch<" in svg and ">store<" in svg, svg
+            assert 'fill="white"' not in svg  # no white box in a dark theme
 
-            # The numbers moved while the run went on, and stopped at the final counts.
-            assert len(set(samples)) >= 2, f"the monitor never changed while running: {samples}"
-            assert all(int(a) <= int(b) for a, b in itertools.pairwise(samples))
+            # The bar moved while the run went on, with an ETA, and stopped at the end.
+            assert len(set(samples)) >= 2, f"the bar never moved while running: {samples}"
+            counts = [int(sample.split("/")[0]) for sample in samples]
+            assert counts == sorted(counts), samples
+            assert etas, "no ETA was shown while the run went on"
             assert monitor_field(page, "state") == "done"
+            assert monitor_field(page, "progress") == f"{INPUTS}/{INPUTS}"
+            assert monitor_field(page, "percent") == "100%"
+            assert monitor_field(page, "eta") == ""  # no ETA once it is over
             assert monitor_field(page, "inputs") == str(INPUTS)
             assert monitor_field(page, "outputs") == str(INPUTS)
             assert monitor_field(page, "errors") == "0"
             assert monitor_field(page, "done", node="fetch") == str(INPUTS)
             assert monitor_field(page, "emitted", node="store") == str(STORED)
             assert monitor_field(page, "emitted", node="reject") == str(REJECTED)
-            last = page.locator(".jp-OutputArea-output").last.inner_text()
-            assert f"stored={STORED} rejected={REJECTED}" in last, last
+            live = page.locator(".jp-OutputArea-output svg.async-dag-live-graph")
+            assert live.count() == 2, "the live graphs are not drawn"
+            text = page.locator(".jp-OutputArea-output").nth(2).inner_text()
+            assert f"stored={STORED} rejected={REJECTED}" in text, text
+
+            # The 12-node monitor: fits its output, hostile ids shown as text.
+            assert monitor_field(page, "state", index=1) == "done"
+            assert monitor_field(page, "errors", index=1) == "4"
+            twelve = page.locator(".jp-OutputArea-output div.async-dag-monitor").nth(1)
+            twelve.scroll_into_view_if_needed()
+            page.screenshot(path=ARTIFACTS / "jupyterlab-monitor-twelve-nodes.png")
+            assert page.evaluate(OVERFLOWING_JS) == []
+            assert page.locator(".jp-OutputArea-output script").count() == 0
+            rows = twelve.locator("tbody tr[data-node]")
+            assert rows.count() == 12
+            names = [rows.nth(i).locator("[data-field='node']") for i in range(12)]
+            assert names[1].get_attribute("title") == "<script>alert('x')</script>"
+            assert names[1].inner_text().startswith("<script>alert(")  # as text
+            assert names[2].get_attribute("title") == "quotes \"double\" & 'single'"
+            long_name = names[3]
+            assert long_name.get_attribute("title") == (
+                "a-very-long-node-identifier-that-goes-on-for-52-chars"
+            )
+            assert "…" in long_name.inner_text() and len(long_name.inner_text()) <= 24
+            assert names[5].get_attribute("title") == "bell\\x07and-escape\\x1b[2J"
+            assert names[5].inner_text().startswith("bell\\x07")  # escapes shown as text
+            graph_box = twelve.locator("svg.async-dag-live-graph").bounding_box()
+            table_box = twelve.locator(".async-dag-monitor-table").bounding_box()
+            area_box = page.locator(".jp-OutputArea-output").nth(4).bounding_box()
+            assert graph_box and table_box and area_box
+            assert graph_box["height"] > graph_box["width"]  # a long chain: top to bottom
+            assert table_box["x"] + table_box["width"] <= area_box["x"] + area_box["width"] + 1
+            svg_text = twelve.locator("svg.async-dag-live-graph").inner_html()
+            assert "&lt;script&gt;" in svg_text and "<script" not in svg_text
+
+            # The dark theme: the panel's text turns light, nodes and badge keep contrast.
+            run_command(page, "apputils:change-theme", {"theme": "JupyterLab Dark"})
+            page.wait_for_function(
+                "() => document.body.dataset.jpThemeName === 'JupyterLab Dark'", timeout=30_000
+            )
+            page.wait_for_timeout(500)
+            twelve.scroll_into_view_if_needed()
+            page.screenshot(path=ARTIFACTS / "jupyterlab-monitor-dark.png")
+            colour = twelve.evaluate("el => getComputedStyle(el).color")
+            assert colour.startswith("rgba(255, 255, 255"), colour
+            idle_fill = twelve.locator(
+                "svg.async-dag-live-graph g.node path, svg.async-dag-live-graph g.node polygon"
+            ).first
+            assert idle_fill.evaluate("el => getComputedStyle(el).fill") != "rgb(255, 255, 255)"
+            badge = twelve.locator("[data-field='state']").first
+            assert badge.evaluate("el => getComputedStyle(el).color") == "rgb(0, 0, 0)"
+            run_command(page, "apputils:change-theme", {"theme": "JupyterLab Light"})
+            page.wait_for_function(
+                "() => document.body.dataset.jpThemeName === 'JupyterLab Light'", timeout=30_000
+            )
+
+            # Saved and re-opened: the monitors' outputs show how the runs ended.
+            run_command(page, "docmanager:save")
+            page.wait_for_timeout(1000)
+            with urllib.request.urlopen(
+                f"{lab_url}/api/contents/{NOTEBOOK.name}?content=1", timeout=10
+            ) as response:
+                saved = json.load(response)["content"]
+            monitor_outputs = [
+                output
+                for cell in saved["cells"]
+                for output in cell.get("outputs", [])
+                if "PipelineMonitor" in "".join(output.get("data", {}).get("text/plain", ""))
+            ]
+            assert len(monitor_outputs) == 2
+            for output in monitor_outputs:
+                plain = "".join(output["data"]["text/plain"])
+                assert " done: " in plain and "running" not in plain, plain
+            page.reload()
+            page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
+            page.locator(".jp-OutputArea-output div.async-dag-monitor").nth(1).wait_for(
+                timeout=30_000
+            )
+            page.wait_for_timeout(500)
+            reopened = page.locator(".jp-OutputArea-output div.async-dag-monitor")
+            reopened.first.scroll_into_view_if_needed()
+            page.screenshot(path=ARTIFACTS / "jupyterlab-monitor-reopened.png")
+            assert monitor_field(page, "state") == "done"
+            assert monitor_field(page, "progress") == f"{INPUTS}/{INPUTS}"
+            assert monitor_field(page, "emitted", node="store") == str(STORED)
+            assert monitor_field(page, "state", index=1) == "done"
+            assert page.evaluate(OVERFLOWING_JS) == []
         finally:
             if page is not None:
                 page.screenshot(path=ARTIFACTS / "jupyterlab-monitor-last.png", full_page=True)

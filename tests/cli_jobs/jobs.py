@@ -129,3 +129,11 @@ blocking = (
 )
 
 broken_builder = PipelineBuilder("broken").add_task("a", double).add_edge("a", "nowhere")
+
+
+async def hog(ctx, item):
+    """Works a little per item, then from item 150 on blocks the event loop itself."""
+    if item["n"] >= 150:
+        time.sleep(30)
+    await asyncio.sleep(0.01)
+    return {"n": item["n"], "text": "x" * 50}
