@@ -6,10 +6,8 @@ however long the input. Importing this package loads only the standard library: 
 notebook helpers (widgets, graphs, DataFrames) load on first use.
 """
 
-from __future__ import annotations
-
 import logging
-from typing import TYPE_CHECKING, Any
+import typing
 
 from .core.background import PipelineRun as PipelineRun
 from .core.checkpoint import Checkpoint as Checkpoint
@@ -33,13 +31,17 @@ from .core.results import Record as Record
 from .core.results import RunResult as RunResult
 from .core.results import RunStats as RunStats
 from .execution.processes import (
+    arun_function_pipeline_in_subprocess as arun_function_pipeline_in_subprocess,
+)
+from .execution.processes import arun_pipeline_in_subprocess as arun_pipeline_in_subprocess
+from .execution.processes import (
     run_function_pipeline_in_subprocess as run_function_pipeline_in_subprocess,
 )
 from .execution.processes import run_pipeline_in_subprocess as run_pipeline_in_subprocess
 from .observe.logs import log_with_context as log_with_context
 from .observe.logs import setup_logging as setup_logging
 
-if TYPE_CHECKING:
+if typing.TYPE_CHECKING:
     from .notebook.monitor import PipelineMonitor as PipelineMonitor
 
 __all__ = [
@@ -62,6 +64,8 @@ __all__ = [
     "RunStats",
     "ShippingError",
     "TaskTransition",
+    "arun_function_pipeline_in_subprocess",
+    "arun_pipeline_in_subprocess",
     "iter_function_pipeline",
     "log_with_context",
     "run_function_pipeline",
@@ -82,7 +86,7 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     # The notebook layer loads on first use, so `import async_dag` stays light.
     if name == "PipelineMonitor":
         from .notebook.monitor import PipelineMonitor

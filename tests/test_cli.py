@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
-import inspect
 import json
 import os
 import re
@@ -18,8 +16,6 @@ from pathlib import Path
 import psutil
 import pytest
 from _util import default_sigint, kill_session
-
-from async_dag import run_function_pipeline
 
 HERE = Path(__file__).resolve().parent
 JOBS = HERE / "cli_jobs"
@@ -68,26 +64,6 @@ def ten(tmp_path: Path) -> Path:
     path = tmp_path / "ten.jsonl"
     path.write_text(numbers(10))
     return path
-
-
-def _engine_collects_key_errors() -> bool:
-    async def same(ctx, item):
-        return item
-
-    async def probe() -> bool:
-        result = await run_function_pipeline(
-            [{}], same, key=lambda item: item["id"], on_error="collect"
-        )
-        return len(result.errors) == 1
-
-    try:
-        return asyncio.run(probe())
-    except Exception:
-        return False
-
-
-HAS_CHECKPOINTS = "checkpoint" in inspect.signature(run_function_pipeline).parameters
-COLLECTS_KEY_ERRORS = _engine_collects_key_errors()
 
 
 # -- the commands --------------------------------------------------------------------------
@@ -271,7 +247,8 @@ def test_malformed_json_line_stops_the_run(tmp_path: Path) -> None:
     out = cli("run", f"{JOB}:double", source)
     assert out.returncode == 1
     assert f"MalformedLine: {source}, line 2: not JSON" in out.stderr
-    assert out.stdout.splitlines() == ['{"id": "0", "n": 2}']
+    # the run stops at once: line 1 may or may not have been handled, line 3 never is
+    assert out.stdout.splitlines() in ([], ['{"id": "0", "n": 2}'])
 
 
 @pytest.mark.parametrize("attr", ["double", "pipeline"])
@@ -296,11 +273,6 @@ def test_missing_key_field_stops_the_run(ten: Path) -> None:
     assert "--key id: input has no field 'id'" in out.stderr
 
 
-@pytest.mark.xfail(
-    not COLLECTS_KEY_ERRORS,
-    reason="engine rewrite: a raising key= fails that input under on_error='collect'",
-    strict=True,
-)
 def test_missing_key_field_fails_one_item_under_collect(tmp_path: Path) -> None:
     """Under collect an input without the --key field fails alone; the others go on."""
     source = tmp_path / "in.jsonl"
@@ -390,7 +362,6 @@ def test_parquet_without_pyarrow_exits_2_before_running(tmp_path: Path, ten: Pat
     assert not (tmp_path / "o.parquet").exists()
 
 
-@pytest.mark.xfail(not HAS_CHECKPOINTS, reason="engine rewrite: checkpoint=", strict=True)
 def test_checkpoint_skips_what_a_previous_run_finished(tmp_path: Path, ten: Path) -> None:
     """--checkpoint FILE: a second run skips the inputs the first one finished."""
     db = tmp_path / "done.sqlite"
@@ -406,15 +377,6 @@ def test_checkpoint_skips_what_a_previous_run_finished(tmp_path: Path, ten: Path
     ]
 
 
-def test_checkpoint_refused_clearly_without_engine_support(ten: Path) -> None:
-    """Until the engine has checkpoints, --checkpoint is refused in one line, exit 2."""
-    if HAS_CHECKPOINTS:
-        pytest.skip("the engine has checkpoints: covered by the test above")
-    out = cli("run", f"{JOB}:double", ten, "--checkpoint", "x.sqlite")
-    assert out.returncode == 2
-    assert "--checkpoint needs checkpoints in the engine" in out.stderr
-
-
 # -- graph and check -----------------------------------------------------------------------
 
 
@@ -423,8 +385,8 @@ def test_check_lists_tasks_and_edges() -> None:
     out = cli("check", f"{JOB}:pipeline")
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[0].startswith("pipeline 'parity': 3 tasks, 2 edges")
-    assert re.search(r"^  double +async +concurrency 2, queue 4  \(source\)$", out.stdout, re.M)
-    assert re.search(r"^  odd +def +concurrency 1, queue 2  \(sink\)$", out.stdout, re.M)
+    assert re.search(r"^  double +async +concurrency 2, queue 64  \(source\)$", out.stdout, re.M)
+    assert re.search(r"^  odd +def +concurrency 1, queue 64  \(sink\)$", out.stdout, re.M)
     assert "  double -> even  when is_even" in out.stdout
     out = cli("check", f"{JOB}:explode")
     assert out.stdout.startswith("function pipeline 'explode' (async generator)")

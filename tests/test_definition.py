@@ -69,7 +69,7 @@ def test_unconditional_edges_into_a_node_make_fan_in():
         ([("a", step, {"concurrency": 1.5})], [], r"task 'a': concurrency"),
         ([("a", step, {"concurrency": True})], [], r"task 'a': concurrency"),
         ([("a", step, {"queue_size": 0})], [], r"task 'a': queue_size"),
-        ([("a", step, {"retries": -1})], [], r"task 'a': retries must be a non-negative int"),
+        ([("a", step, {"retries": -1})], [], r"task 'a': retries must be an int >= 0"),
         ([("a", step, {"retry_delay": -1})], [], r"task 'a': retry_delay"),
         ([("a", step, {"timeout": 0})], [], r"task 'a': timeout"),
         ([("a", "not callable", {})], [], r"task 'a': handler 'not callable' is not callable"),

@@ -8,6 +8,7 @@ import pytest
 
 from async_dag import ItemError, PipelineBuilder, PipelineDefinitionError
 
+
 async def flaky(ctx, x):
     if x % 3 == 0:
         raise ValueError(f"bad {x}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -20,6 +21,15 @@ CONTRACT = {
     "PipelineMonitor",
     "RunResult",
     "TaskTransition",
+    "Checkpoint",
+    "Monitor",
+    "PipelineRun",
+    "RateLimit",
+    "RetryAfter",
+    "ShippingError",
+    "arun_function_pipeline_in_subprocess",
+    "arun_pipeline_in_subprocess",
+    "start_function_pipeline",
     "iter_function_pipeline",
     "log_with_context",
     "run_function_pipeline",
@@ -27,6 +37,17 @@ CONTRACT = {
     "run_pipeline_in_subprocess",
     "setup_logging",
 }
+
+
+def test_all_is_exactly_the_public_names():
+    """__all__ lists every public name of the package and nothing else; dir() adds the lazy ones."""
+    public = {
+        name
+        for name, value in vars(async_dag).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert set(async_dag.__all__) == public | {"PipelineMonitor"}
+    assert set(async_dag.__all__) <= set(dir(async_dag))
 
 
 def test_all_is_sorted_and_covers_the_contract():

@@ -211,8 +211,8 @@ def test_joins_are_refused_on_a_cycle_and_with_one_edge():
 
 async def test_memory_holds_only_data_ids_in_flight():
     """After a long run no lineage or part is left held."""
-    from async_dag.core.run import Run
     from async_dag.core.options import RunOptions
+    from async_dag.core.run import Run
 
     pipeline = enrich()
     run = Run(pipeline, RunOptions.check(range(2000), on_error="collect"))

@@ -29,9 +29,11 @@ def module_imports(path: Path) -> set[str]:
             if target.startswith("async_dag"):
                 found.add(target)
                 for alias in node.names:  # `from . import routing` imports a module
-                    if (PACKAGE.parent / (target + "." + alias.name).replace(".", "/")).with_suffix(
-                        ".py"
-                    ).exists():
+                    if (
+                        (PACKAGE.parent / (target + "." + alias.name).replace(".", "/"))
+                        .with_suffix(".py")
+                        .exists()
+                    ):
                         found.add(f"{target}.{alias.name}")
     return found
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import pytest
@@ -13,7 +14,7 @@ from async_dag import PipelineBuilder, RateLimit, RetryAfter, run_function_pipel
 def spacing_ok(stamps: list[float], rate: float) -> bool:
     """In any window of T seconds at most rate * T + 1 starts (a small clock slack)."""
     stamps = sorted(stamps)
-    return all(b - a >= 1 / rate - 2e-3 for a, b in zip(stamps, stamps[1:], strict=False))
+    return all(b - a >= 1 / rate - 2e-3 for a, b in itertools.pairwise(stamps))
 
 
 async def test_a_task_rate_limit_spaces_every_call_retries_included():
@@ -26,7 +27,9 @@ async def test_a_task_rate_limit_spaces_every_call_retries_included():
             raise ConnectionError("flaky")
         return x
 
-    pipeline = PipelineBuilder().add_task("api", call, concurrency=8, rate_limit=50, retries=1).build()
+    pipeline = (
+        PipelineBuilder().add_task("api", call, concurrency=8, rate_limit=50, retries=1).build()
+    )
     result = await pipeline.run_stream(range(20))
     assert sorted(result) == list(range(20))
     assert len(stamps) == 25 and spacing_ok(stamps, 50)
@@ -119,7 +122,7 @@ async def test_back_off_grows_and_is_capped_after_jitter():
         retry_jitter=0.5,
         on_error="collect",
     )
-    waits = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    waits = [b - a for a, b in itertools.pairwise(stamps)]
     assert len(waits) == 4
     assert 0.01 - 2e-3 <= waits[0] <= 0.03 + 0.05
     assert all(w <= 0.1 + 0.05 for w in waits)

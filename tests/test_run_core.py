@@ -4,6 +4,8 @@ hostile user would (each case reproduced a hang or a wrong result before)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
 import threading
 import time
@@ -76,7 +78,7 @@ async def test_threaded_retries_never_overlap_live_calls():
     result = await threaded(step, timeout=0.2, retries=1).run_stream(range(6))
     assert sorted(result) == list(range(6))
     live = sorted((s, e) for s, e, x, attempt in spans if not (x % 3 == 0 and attempt == 0))
-    for (_, end), (start, _) in zip(live, live[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(live):
         assert start >= end - 1e-3
     assert result.stats.nodes["t"].abandoned == 2
     assert result.stats.nodes["t"].retried == 2
@@ -120,10 +122,8 @@ async def test_a_handler_that_swallows_every_cancel_delays_the_end_only_until_it
         calls.append(x)
         started.set()
         for _ in range(3):
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.sleep(0.2)
-            except asyncio.CancelledError:
-                pass
         return x
 
     runner = asyncio.ensure_future(run_function_pipeline(range(100), stubborn))
@@ -167,12 +167,7 @@ async def test_a_second_cancel_while_winding_down_still_finishes_everything(no_l
         return x
 
     monitor = Recorder()
-    pipeline = (
-        PipelineBuilder("p")
-        .add_task("a", slow_async)
-        .add_task("b", blocking)
-        .build()
-    )
+    pipeline = PipelineBuilder("p").add_task("a", slow_async).add_task("b", blocking).build()
     runner = asyncio.ensure_future(pipeline.run_stream(range(3), monitor=monitor))
     await asyncio.to_thread(entered.wait, 5)
     runner.cancel()
@@ -294,9 +289,13 @@ async def test_cancelled_runs_show_empty_queues(no_leftover_tasks):
         await asyncio.sleep(1)
         return x
 
-    pipeline = PipelineBuilder().add_task("a", slow, concurrency=2).add_task("b", slow).add_edge(
-        "a", "b"
-    ).build()
+    pipeline = (
+        PipelineBuilder()
+        .add_task("a", slow, concurrency=2)
+        .add_task("b", slow)
+        .add_edge("a", "b")
+        .build()
+    )
     runner = asyncio.ensure_future(pipeline.run_stream(range(100), monitor=Last()))
     await asyncio.sleep(0.1)
     runner.cancel()

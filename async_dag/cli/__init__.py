@@ -15,7 +15,6 @@ status, chosen here only: 0 every item succeeded, 1 some failed or the run raise
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import sys
 import threading
@@ -162,13 +161,6 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return OK
 
 
-def _accepts(fn: Any, name: str) -> bool:
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def _run_call(args: argparse.Namespace, target: Target, session: Session) -> Any:
     """The library call that runs TARGET, as a zero-argument coroutine function."""
     if args.key and args.format == "lines":
@@ -201,12 +193,6 @@ def _run_call(args: argparse.Namespace, target: Target, session: Session) -> Any
             return run_function_pipeline(inputs, function, **kw)
 
     if args.checkpoint:
-        engine = run_function_pipeline if target.pipeline is None else target.pipeline.run_stream
-        if not _accepts(engine, "checkpoint"):
-            raise UsageError(
-                "--checkpoint needs checkpoints in the engine, which this async_dag "
-                f"({__version__}) does not have yet"
-            )
         options["checkpoint"] = args.checkpoint
         if not args.key:
             print(

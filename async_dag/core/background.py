@@ -103,8 +103,8 @@ class PipelineRun:
             f"{stats.outputs} out, {stats.errors} errors>"
         )
 
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict[str, Any]:
+    def _ipython_display_(self) -> None:
         """In a notebook: the run's live monitor (the ``monitor=`` widget, or a new one)."""
-        from ..notebook.monitor import monitor_bundle
+        from ..notebook.runs import display_run
 
-        return monitor_bundle(self._run)  # type: ignore[no-any-return]
+        display_run(self._run)

@@ -90,14 +90,20 @@ class Batcher:
         ok, _, result = await node.call(BatchContext(contexts[0], contexts), payloads)
         if ok and result is not None:
             if isinstance(result, str | bytes) or not isinstance(result, Sequence):
-                ok, result = False, TypeError(
-                    f"batch task {node.id!r} must return None or a sequence of one result "
-                    f"per payload, got {type(result).__name__}"
+                ok, result = (
+                    False,
+                    TypeError(
+                        f"batch task {node.id!r} must return None or a sequence of one result "
+                        f"per payload, got {type(result).__name__}"
+                    ),
                 )
             elif len(result) != count:
-                ok, result = False, ValueError(
-                    f"batch task {node.id!r} returned {len(result)} results for a batch of "
-                    f"{count} payloads (it must return None or one result per payload)"
+                ok, result = (
+                    False,
+                    ValueError(
+                        f"batch task {node.id!r} returned {len(result)} results for a batch of "
+                        f"{count} payloads (it must return None or one result per payload)"
+                    ),
                 )
         if not ok:
             run.fail_batch(node, batch, result)

@@ -139,7 +139,9 @@ def _check_task(task: object) -> DagTask:
     check.boolean("inline", task.inline)
     check.boolean("join", task.join)
     kind = task.kind
-    check.timeout(task.timeout, inline=task.inline and kind in (HandlerKind.SYNC, HandlerKind.SYNC_GEN))
+    check.timeout(
+        task.timeout, inline=task.inline and kind in (HandlerKind.SYNC, HandlerKind.SYNC_GEN)
+    )
     RetryPolicy.check(
         check.where,
         definition=True,
@@ -251,7 +253,7 @@ class DagPipeline:
         if not by_id:
             raise PipelineDefinitionError("a pipeline needs at least one task")
         edges: list[TaskTransition] = []
-        seen: set[tuple[str, str]] = set()
+        seen: set[tuple[str, str, bool]] = set()
         for edge in transitions:
             edge = _check_edge(edge, by_id)
             if (edge.source, edge.target, edge.on_error) in seen:

@@ -50,7 +50,7 @@ class ShippingError(TypeError):
     """Something could not be pickled on its way to or from a worker; says which."""
 
 
-class RetryAfter(Exception):  # noqa: N818 - the name says what the handler asks for
+class RetryAfter(Exception):
     """Raise from a handler to retry the item after ``seconds`` (an HTTP 429, say).
 
     The task, and every task sharing its ``RateLimit``, starts no call before then. It

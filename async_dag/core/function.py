@@ -84,7 +84,9 @@ def check_function_options(
     check_rate_limit(RUN, rate_limit)
 
 
-def _prepare(inputs: Any, pipeline: Callable[..., Any], given: dict[str, Any]) -> tuple[DagPipeline, RunOptions]:
+def _prepare(
+    inputs: Any, pipeline: Callable[..., Any], given: dict[str, Any]
+) -> tuple[DagPipeline, RunOptions]:
     """Check a function pipeline's arguments; its one-node graph and run options."""
     if not callable(pipeline):
         raise TypeError(f"pipeline must be an async function, got {pipeline!r}")

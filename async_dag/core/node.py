@@ -113,7 +113,6 @@ class NodeRuntime:
         Returns ``(True, ctx, value)`` with the context of the attempt that succeeded,
         or ``(False, ctx, exception)`` once the payload has failed for good.
         """
-        policy = self.policy
         attempt = 0
         while True:
             if self.limit is not None or self.resume_at:
@@ -205,7 +204,9 @@ class NodeRuntime:
 
     def timed_out(self) -> TimeoutError:
         """The failure of a call that ran past ``timeout``."""
-        return TimeoutError(f"a call of task {self.id!r} took longer than timeout={self.timeout:g} s")
+        return TimeoutError(
+            f"a call of task {self.id!r} took longer than timeout={self.timeout:g} s"
+        )
 
     def returned_coroutine(self, value: Any) -> TypeError:
         """The failure of a plain ``def`` that returned a coroutine (closed unawaited)."""

@@ -60,7 +60,13 @@ class Checks:
         return value  # type: ignore[return-value]
 
     def number(
-        self, name: str, value: object, *, low: float = 0.0, strict: bool = False, high: float = math.inf
+        self,
+        name: str,
+        value: object,
+        *,
+        low: float = 0.0,
+        strict: bool = False,
+        high: float = math.inf,
     ) -> float:
         """A finite number in ``[low, high]`` (``(low, high]`` when ``strict``)."""
         if not is_number(value):

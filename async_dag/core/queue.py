@@ -16,7 +16,7 @@ from typing import Any
 EMPTY: Any = object()  # what ``take`` returns when there is nothing to take
 
 
-class QueueClosed(BaseException):  # noqa: N818 - ends a worker like a cancellation does
+class QueueClosed(BaseException):
     """The run is winding down: the queue takes and gives nothing more."""
 
 

@@ -99,7 +99,9 @@ class Run:
         self.tracker: Tracker | None = None
         if joins or self.session is not None:
             self.tracker = Tracker(len(joins), self._upstream_done, self._input_done)
-        self.joiners = [Joiner(n, self, self.tracker) for n in joins] if self.tracker is not None else []
+        self.joiners = (
+            [Joiner(n, self, self.tracker) for n in joins] if self.tracker is not None else []
+        )
         self.batchers = [Batcher(n, self) for n in self.nodes.values() if n.task.batch_size]
         self.reorder: Reorder | None = None
         self.sources = [self.nodes[s] for s in pipeline.sources]
@@ -191,7 +193,9 @@ class Run:
     def _remember(self, node: str, data_id: str, exc: BaseException) -> None:
         self.recent.append((node, data_id, f"{type(exc).__name__}: {exc}"))
 
-    def fail(self, node: NodeRuntime, ctx: PipelineContext, exc: BaseException, payload: Any) -> None:
+    def fail(
+        self, node: NodeRuntime, ctx: PipelineContext, exc: BaseException, payload: Any
+    ) -> None:
         """``payload`` failed for good at ``node``: send it down the error edge, record
         it, or stop the run with it."""
         node.failed += 1
@@ -445,7 +449,9 @@ class Run:
         try:
             if self.session is not None:
                 await self.session.open()
-                tasks.append(loop.create_task(self.session.run_flusher(), name=self._name("checkpoint")))
+                tasks.append(
+                    loop.create_task(self.session.run_flusher(), name=self._name("checkpoint"))
+                )
             for node in self.nodes.values():
                 for i in range(node.concurrency):
                     tasks.append(loop.create_task(work(node), name=self._name(f"{node.id}#{i}")))
@@ -464,7 +470,9 @@ class Run:
     def _name(self, what: str) -> str:
         return f"async_dag:{self.run_id}:{what}"
 
-    async def _wind_down(self, tasks: list[asyncio.Task[None]], error: BaseException | None) -> None:
+    async def _wind_down(
+        self, tasks: list[asyncio.Task[None]], error: BaseException | None
+    ) -> None:
         """Close, cancel and wait for everything, whatever happens meanwhile; once."""
         self._close_queues()
         if self._sampler is not None:

@@ -12,6 +12,7 @@ exception crossing the future.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 from collections.abc import Callable
@@ -57,10 +58,8 @@ class Lane:
                 outcome: Outcome = (True, fn(*args))
             except BaseException as exc:  # every exception is the item's, StopIteration too
                 outcome = (False, exc)
-            try:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 loop.call_soon_threadsafe(_deliver, future, outcome)
-            except RuntimeError:  # the loop is closed: nobody waits any more
-                pass
             del job, future, outcome
             if self.abandoned:
                 return

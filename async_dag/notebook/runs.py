@@ -1,0 +1,26 @@
+"""A background run left last in a notebook cell shows its live monitor."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .monitor import PipelineMonitor
+
+if TYPE_CHECKING:
+    from ..core.run import Run
+
+
+def run_monitor(run: Run) -> PipelineMonitor:
+    """The run's widget monitor: the ``monitor=`` one, else a new one fed from now on
+    (a run that has ended shows its final state)."""
+    for monitor in run.monitors:
+        if isinstance(monitor, PipelineMonitor):
+            return monitor
+    monitor = PipelineMonitor()
+    run.add_monitor(monitor)
+    return monitor
+
+
+def display_run(run: Run) -> None:
+    """Display the run's monitor in the current cell (under its own display id)."""
+    run_monitor(run)._ipython_display_()
