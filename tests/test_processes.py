@@ -756,7 +756,7 @@ def test_monitor_on_a_factory_in_the_default_pool() -> None:
     assert recorder.hooks == ["start", "update", "update", "finish"]
     start = recorder.snapshots[0]
     assert start.name == "two-steps"
-    assert start.nodes == {"double": NodeStats("double", 3, 6), "label": NodeStats("label", 1, 2)}
+    assert start.nodes == {"double": NodeStats("double", 3, 64), "label": NodeStats("label", 1, 64)}
     assert len(start.run_id) == 12
     assert {stats.run_id for stats in recorder.snapshots} == {start.run_id}
     assert start.run_id not in {r.run_id for r in results}  # each batch has its own
