@@ -388,6 +388,25 @@ def test_static_drawing_sits_on_any_theme():
     ET.fromstring(svg[svg.index("<svg") :])
 
 
+def test_graph_follows_the_pipeline_attached():
+    """A run of another pipeline drops the old drawing; attaching the first again brings it back."""
+    first, second = chain(["a", "b"], name="first"), chain(["x"], name="second")
+    monitor = PipelineMonitor()
+    monitor.attach(first, None)
+    monitor.start(snapshot({"a": {}, "b": {}}))
+    assert "<svg" in monitor.panel_html
+    monitor.finish(snapshot({"a": {}, "b": {}}), None)
+    monitor.start(snapshot({"x": {}}))  # a run whose attach never came
+    assert "<svg" not in monitor.panel_html
+    monitor.finish(snapshot({"x": {}}), None)
+    monitor.attach(first, None)
+    monitor.start(snapshot({"a": {}, "b": {}}))
+    assert "<svg" in monitor.panel_html and "<title>a (idle)</title>" in monitor.panel_html
+    monitor.attach(second, None)
+    monitor.start(snapshot({"x": {}}))
+    assert "<title>x (idle)</title>" in monitor.panel_html
+
+
 def test_deep_graphs_go_top_to_bottom():
     """A long chain is laid out top to bottom, a short one left to right."""
     assert 'rankdir="TB"' in livegraph.live_dot(chain([f"s{i}" for i in range(12)]))

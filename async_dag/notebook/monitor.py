@@ -161,7 +161,7 @@ class PipelineMonitor(Monitor):
         self.progress.reset()
         self._failures = {}
         if self._graph is not None and list(stats.nodes) != self._graph.ids:
-            self._graph = None  # attach was for another pipeline (or never came)
+            self._graph, self._graph_for = None, None  # attach was for another pipeline
         self._refresh(stats)
         self._show_stop(self._cancel is not None)
         if self._display_id is not None and not self._live_shown:
