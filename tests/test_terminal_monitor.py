@@ -261,3 +261,19 @@ def test_control_characters_are_escaped():
     assert "evil\\x1b[2Jid" in monitor.lines[3]
     assert printable("a\nb\x07") == "a\\nb\\x07"
     assert stream.getvalue() == ""  # StringIO is not a terminal
+
+
+def test_progress_counts_skipped_inputs_once():
+    """Inputs a checkpoint skipped are among ``inputs`` and are done at once, not twice."""
+    from async_dag import NodeStats, RunStats
+    from async_dag.observe.rates import Progress
+
+    def stats(queued: int) -> RunStats:
+        node = NodeStats("a", 1, 64, queue_depth=queued)
+        return RunStats("r", "p", 1.0, 10, 0, 0, {"a": node}, total=10, skipped=4)
+
+    progress = Progress()
+    progress.sample(stats(queued=2))
+    assert progress.done == 8
+    progress.sample(stats(queued=0), state="done")
+    assert progress.done == 10

@@ -55,7 +55,7 @@ class Progress:
     never going back during a run. At a successful end every input is done. After a
     cancel or a failure the engine empties the queue counters, so the figure from the
     last live snapshot is kept: what was cut off is not done. Inputs a checkpoint
-    skipped count as done. ``rate`` is inputs done per second over the last
+    skipped are among ``inputs`` (pulled, then skipped) and so count as done at once. ``rate`` is inputs done per second over the last
     ``ETA_WINDOW`` seconds (the run's average at the end); ``eta`` is None until it
     means something (a known total, at least ``ETA_MIN_ELAPSED`` seconds and
     ``ETA_MIN_DONE`` inputs done, a positive rate).
@@ -81,10 +81,10 @@ class Progress:
         if state == "done":
             done = stats.inputs
         elif state == "running" or left:
-            done = max(self.done - stats.skipped, stats.inputs - left)
+            done = max(self.done, stats.inputs - left)
         else:  # ended early with the counters emptied: keep the last live figure
-            done = self.done - stats.skipped
-        done = max(min(done, stats.inputs), 0) + stats.skipped
+            done = self.done
+        done = max(min(done, stats.inputs), 0)
         self.total = stats.total
         if self.total is not None:
             done = min(done, self.total)
