@@ -265,7 +265,6 @@ def test_control_characters_are_escaped():
 
 def test_progress_counts_skipped_inputs_once():
     """Inputs a checkpoint skipped are among ``inputs`` and are done at once, not twice."""
-    from async_dag import NodeStats, RunStats
     from async_dag.observe.rates import Progress
 
     def stats(queued: int) -> RunStats:
