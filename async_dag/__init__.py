@@ -16,11 +16,13 @@ from .core.definition import DagPipeline as DagPipeline
 from .core.definition import DagTask as DagTask
 from .core.definition import PipelineBuilder as PipelineBuilder
 from .core.definition import TaskTransition as TaskTransition
+from .core.errors import CheckpointError as CheckpointError
 from .core.errors import ItemError as ItemError
 from .core.errors import LoopLimitExceeded as LoopLimitExceeded
 from .core.errors import PipelineDefinitionError as PipelineDefinitionError
 from .core.errors import RetryAfter as RetryAfter
 from .core.errors import ShippingError as ShippingError
+from .core.errors import WorkerDied as WorkerDied
 from .core.function import iter_function_pipeline as iter_function_pipeline
 from .core.function import run_function_pipeline as run_function_pipeline
 from .core.function import start_function_pipeline as start_function_pipeline
@@ -46,6 +48,7 @@ if typing.TYPE_CHECKING:
 
 __all__ = [
     "Checkpoint",
+    "CheckpointError",
     "DagPipeline",
     "DagTask",
     "ItemError",
@@ -64,6 +67,7 @@ __all__ = [
     "RunStats",
     "ShippingError",
     "TaskTransition",
+    "WorkerDied",
     "arun_function_pipeline_in_subprocess",
     "arun_pipeline_in_subprocess",
     "iter_function_pipeline",

@@ -27,6 +27,8 @@ CONTRACT = {
     "RateLimit",
     "RetryAfter",
     "ShippingError",
+    "WorkerDied",
+    "CheckpointError",
     "arun_function_pipeline_in_subprocess",
     "arun_pipeline_in_subprocess",
     "start_function_pipeline",

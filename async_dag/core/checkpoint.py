@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .errors import CheckpointError as CheckpointError
+
 logger = logging.getLogger("async_dag")
 
 T = TypeVar("T")
@@ -44,10 +46,6 @@ CLEAR_ALL = "DELETE FROM async_dag_checkpoint"
 
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's transaction
 FLUSH_EVERY = 0.5  # seconds between the flusher's commits (so: at least once a second)
-
-
-class CheckpointError(OSError):
-    """A checkpoint file could not be opened, read or written; the message names it."""
 
 
 def _connect(path: Path) -> sqlite3.Connection:

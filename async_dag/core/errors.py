@@ -9,6 +9,11 @@ clauses keep working::
     └── LoopLimitExceeded         an output wanted a loop edge that is used up
     TypeError
     └── ShippingError             something could not be pickled to or from a worker
+    OSError
+    └── CheckpointError           a checkpoint file could not be opened, read or written
+    RuntimeError
+    └── concurrent.futures.process.BrokenProcessPool
+        └── WorkerDied            a worker process died running a batch (which, and how)
     Exception
     └── RetryAfter                raised by a handler: retry this item after N seconds
 
@@ -19,6 +24,8 @@ kept in ``results.errors`` under ``on_error="collect"`` and sent down error edge
 from __future__ import annotations
 
 import math
+import signal
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +55,53 @@ class LoopLimitExceeded(RuntimeError):
 
 class ShippingError(TypeError):
     """Something could not be pickled on its way to or from a worker; says which."""
+
+
+class CheckpointError(OSError):
+    """A checkpoint file could not be opened, read or written; the message names it."""
+
+
+class WorkerDied(BrokenProcessPool):
+    """A worker process of the default pool ended while running a batch.
+
+    ``batch`` is the index of that batch, ``pid`` the process, ``exitcode`` its exit code
+    (negative: the number of the signal that ended it).
+    """
+
+    def __init__(self, batch: int, pid: int, exitcode: int | None) -> None:
+        super().__init__(
+            f"batch {batch} was running in worker pid {pid}, which {describe_exit(exitcode)}; "
+            f"the call stopped its other batches"
+        )
+        self.batch = batch
+        self.pid = pid
+        self.exitcode = exitcode
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.batch, self.pid, self.exitcode))
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """How a process ended, e.g. "was killed by SIGKILL (signal 9)"."""
+    if exitcode is None:
+        return "ended in an unknown way"
+    if exitcode < 0:
+        number = -exitcode
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            return f"was killed by signal {number}"
+        hint = _SIGNAL_HINTS.get(name, "")
+        return f"was killed by {name} (signal {number}){hint}"
+    return f"exited with code {exitcode} (os._exit, or a crash)"
+
+
+_SIGNAL_HINTS = {
+    "SIGKILL": " (by someone, or by the system when out of memory)",
+    "SIGSEGV": " (a crash in native code)",
+    "SIGBUS": " (a crash in native code)",
+    "SIGABRT": " (an abort in native code)",
+}
 
 
 class RetryAfter(Exception):

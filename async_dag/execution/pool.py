@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import signal
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any, Protocol
 
+from ..core.errors import WorkerDied as WorkerDied
 from ..core.results import RunResult
 from .outcomes import decode, in_batch_order, with_batch_note
 from .worker import serve
@@ -35,51 +35,8 @@ OnResult = Callable[[RunResult], None] | None
 TERMINATE_GRACE = 1.0
 
 
-class WorkerDied(BrokenProcessPool):
-    """A worker process of the default pool ended while running a batch.
-
-    ``batch`` is the index of that batch, ``pid`` the process, ``exitcode`` its exit code
-    (negative: the number of the signal that ended it).
-    """
-
-    def __init__(self, batch: int, pid: int, exitcode: int | None) -> None:
-        super().__init__(
-            f"batch {batch} was running in worker pid {pid}, which {describe_exit(exitcode)}; "
-            f"the call stopped its other batches"
-        )
-        self.batch = batch
-        self.pid = pid
-        self.exitcode = exitcode
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.batch, self.pid, self.exitcode))
-
-
 class Stopped(Exception):
     """Raised by :meth:`SpawnPool.run` after :meth:`SpawnPool.abort`."""
-
-
-def describe_exit(exitcode: int | None) -> str:
-    """How a process ended, e.g. "was killed by SIGKILL (signal 9)"."""
-    if exitcode is None:
-        return "ended in an unknown way"
-    if exitcode < 0:
-        number = -exitcode
-        try:
-            name = signal.Signals(number).name
-        except ValueError:
-            return f"was killed by signal {number}"
-        hint = _SIGNAL_HINTS.get(name, "")
-        return f"was killed by {name} (signal {number}){hint}"
-    return f"exited with code {exitcode} (os._exit, or a crash)"
-
-
-_SIGNAL_HINTS = {
-    "SIGKILL": " (by someone, or by the system when out of memory)",
-    "SIGSEGV": " (a crash in native code)",
-    "SIGBUS": " (a crash in native code)",
-    "SIGABRT": " (an abort in native code)",
-}
 
 
 class _Worker:

@@ -55,10 +55,10 @@ class Progress:
     never going back during a run. At a successful end every input is done. After a
     cancel or a failure the engine empties the queue counters, so the figure from the
     last live snapshot is kept: what was cut off is not done. Inputs a checkpoint
-    skipped are among ``inputs`` (pulled, then skipped) and so count as done at once. ``rate`` is inputs done per second over the last
-    ``ETA_WINDOW`` seconds (the run's average at the end); ``eta`` is None until it
-    means something (a known total, at least ``ETA_MIN_ELAPSED`` seconds and
-    ``ETA_MIN_DONE`` inputs done, a positive rate).
+    skipped are among ``inputs`` (pulled, then skipped), so they count as done at once.
+    ``rate`` is inputs done per second over the last ``ETA_WINDOW`` seconds (the run's
+    average at the end); ``eta`` is None until it means something (a known total, at
+    least ``ETA_MIN_ELAPSED`` seconds and ``ETA_MIN_DONE`` inputs done, a positive rate).
     """
 
     def __init__(self, window: float = ETA_WINDOW) -> None:
