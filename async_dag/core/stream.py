@@ -57,9 +57,18 @@ class RunIterator(AsyncIterator[tuple[PipelineContext, Any]]):
     async def aclose(self) -> None:
         """Stop the run (if it is still going) and wait until its tasks are gone."""
         self._exhausted = True
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            await asyncio.wait([self._task])
+        task = self._task
+        if task is None or task.done():
+            return
+        task.cancel()
+        cancelled = False
+        while not task.done():  # as a TaskGroup does: a repeated cancel waits on
+            try:
+                await asyncio.wait([task])
+            except asyncio.CancelledError:
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
 
     async def __aenter__(self) -> RunIterator:
         return self
