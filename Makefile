@@ -27,9 +27,10 @@ unit: $(STAMP)
 	$(PY) -m pytest -m "not browser"
 
 lint: $(STAMP)
-	$(PY) -m ruff check async_dag tests bench main.py refresh_job.py data
-	$(PY) -m ruff format --check async_dag tests bench main.py refresh_job.py data
+	$(PY) -m ruff check async_dag tests bench main.py examples
+	$(PY) -m ruff format --check async_dag tests bench main.py examples
 	$(PY) -m mypy
+	$(PY) -m mypy main.py examples
 
 bench: $(STAMP)
 	$(PY) -m bench

@@ -1,51 +1,39 @@
-"""The demo refresh job: stream a product feed into SQLite through an async_dag pipeline.
+"""The demo refresh job (``make demo``): a product feed into SQLite, resumable.
 
-Each line of the feed is parsed and validated (malformed rows go to a rejects sink),
-enriched by a simulated remote service (32 calls in flight, transient failures looped
-back at most 3 times) and upserted into SQLite, where a row is rewritten only when its
-content changed. A live progress display runs meanwhile, then a summary is printed::
+The job itself lives in ``examples/refresh/``; this is its command line::
 
     python main.py                    # the shipped feed into var/refresh.db
-    python main.py feed.jsonl --db /tmp/shop.db --concurrency 64
-    python main.py --processes 2      # the feed split over 2 processes, one database
-    python main.py --plain            # the same job written as one async function
-    python main.py -v                 # debug logs with run id, line number and node path
+    python main.py                    # again: skips the rows done, retries dead letters
+    python main.py --fresh            # forget the checkpoint, empty the tables, start over
+    python main.py feed.jsonl --db /tmp/shop.db --rate 200
+    python main.py -v                 # debug logs with run id, data id and node path
 
-Exit status: 0 when the job ran to the end, rows that failed included (a row the service
-keeps failing is counted and listed in the summary, not fatal; it is tried again on the
-next run, with the same outcome for the same --seed);
-1 when the job itself broke; 2 for bad arguments; 130 when interrupted.
+Exit status: 0 when the job ran to the end (rows that failed for good are in the
+``dead_letters`` table and the summary, and are tried again by the next run); 1 when the
+job itself broke; 2 for bad arguments; 130 when interrupted (143 for SIGTERM). A job
+killed outright resumes where its checkpoint says.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import functools
 import logging
 import sqlite3
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
-from async_dag import run_function_pipeline, run_pipeline_in_subprocess, setup_logging
-from refresh_job import (
-    MAX_RETRIES,
-    JobConfig,
-    LineBatch,
-    Store,
-    Tally,
-    build_pipeline,
-    count_products,
-    init_database,
-    line_no_of,
-    make_pipeline,
-    make_plain_job,
-)
+from async_dag import Checkpoint, setup_logging
+from async_dag.cli.inputs import read_inputs
+from async_dag.cli.session import Session, Tap
+from async_dag.observe.terminal import TerminalMonitor
+from examples.refresh.job import Rejects, Settings, Summary, make_client, make_pipeline, row_key
+from examples.refresh.service import CatalogueAPI
+from examples.refresh.store import Store, clear_tables, count_rows, init_database
 
 ROOT = Path(__file__).resolve().parent
-DEFAULT_INPUT = ROOT / "data" / "products.jsonl"
+DEFAULT_INPUT = ROOT / "examples" / "refresh" / "products.jsonl"
 DEFAULT_DB = ROOT / "var" / "refresh.db"  # var/ is git-ignored
 
 
@@ -56,208 +44,92 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an int of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def number(
+    kind: type[int] | type[float], low: float, high: float = float("inf")
+) -> Callable[[str], int | float]:
+    """argparse type: an int or float in ``[low, high]``."""
 
+    def convert(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not low <= value <= high:
+            bounds = f"between {low:g} and {high:g}" if high < float("inf") else f"at least {low:g}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {text}")
+        return value
 
-def probability(text: str) -> float:
-    """argparse type: a number between 0 and 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
-    return value
-
-
-def milliseconds(text: str) -> float:
-    """argparse type: a non-negative number of milliseconds, returned in seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value / 1000
-
-
-def make_parser() -> Parser:
-    """The command line of the job."""
-    parser = Parser(
-        prog="main.py",
-        description="Refresh a SQLite product table from a JSON Lines feed, streaming.",
-        epilog="Exit status: 0 when the job ran to the end (failed rows are listed in the "
-        "summary), 1 when it broke, 2 for bad arguments.",
-    )
-    parser.add_argument(
-        "input", nargs="?", type=Path, default=DEFAULT_INPUT,
-        help="JSON Lines feed (default: the shipped data/products.jsonl)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--db", type=Path, default=DEFAULT_DB, help="SQLite file (default: var/refresh.db)"
-    )
-    parser.add_argument(
-        "--concurrency", type=positive_int, default=32, metavar="N",
-        help="service calls in flight at once (default: 32)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--processes", type=positive_int, default=None, metavar="N",
-        help="split the feed into N batches run in N worker processes",
-    )  # fmt: skip
-    parser.add_argument(
-        "--plain", action="store_true",
-        help="run the job written as one async function (run_function_pipeline)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--seed", type=int, default=7, help="seed of the simulated service (default: 7)"
-    )
-    parser.add_argument(
-        "--fail-rate", type=probability, default=0.15, metavar="P",
-        help="chance that one service call fails (default: 0.15)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--latency", type=milliseconds, default=0.02, metavar="MS",
-        help="mean service latency in milliseconds, ±75%% jitter (default: 20)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--limit", type=positive_int, default=None, metavar="N",
-        help="read only the first N lines",
-    )  # fmt: skip
-    parser.add_argument("--no-progress", action="store_true", help="no live progress display")
-    parser.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        help="debug logs with each row's context (instead of the progress display)",
-    )
-    return parser
+    return convert
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Read and check the arguments; a bad one ends the program with a one-line error."""
-    parser = make_parser()
-    args = parser.parse_args(argv)
+    p = Parser(prog="main.py", description="Refresh a SQLite product table from a feed.")
+    add = p.add_argument
+    add("input", nargs="?", type=Path, default=DEFAULT_INPUT, help="JSON Lines feed")
+    add("--db", type=Path, default=DEFAULT_DB, help="SQLite file (default: var/refresh.db)")
+    add("--checkpoint", type=Path, help="checkpoint file (default: the db's, .checkpoint)")
+    add("--fresh", action="store_true", help="clear the checkpoint and the tables first")
+    add("--rate", type=number(float, 0.1), default=1000.0, help="service calls/s at most")
+    add("--concurrency", type=number(int, 1), default=32, help="service calls in flight")
+    add("--batch-size", type=number(int, 1), default=100, help="rows per transaction")
+    add("--seed", type=int, default=7, help="seed of the simulated service (default: 7)")
+    add("--fail-rate", type=number(float, 0, 1), default=0.1, help="chance of a 503 per call")
+    add("--latency", type=number(float, 0), default=20.0, help="mean service latency, ms")
+    add("--limit", type=number(int, 1), help="read only the first N lines")
+    add("--no-progress", action="store_true", help="no live progress display")
+    add("-v", "--verbose", action="store_true", help="debug logs with each row's context")
+    args = p.parse_args(argv)
     if not args.input.is_file():
-        parser.error(f"input file not found: {args.input}")
-    if args.plain and args.processes:
-        parser.error("--plain runs in this process; it cannot be combined with --processes")
+        p.error(f"input file not found: {args.input}")
     try:
         args.db = init_database(args.db).resolve()
     except (sqlite3.Error, OSError) as exc:
-        parser.error(f"cannot use database {args.db}: {exc}")
+        p.error(f"cannot use database {args.db}: {exc}")
+    if args.checkpoint is None:
+        args.checkpoint = args.db.with_suffix(".checkpoint")
     return args
-
-
-async def run_dag(config: JobConfig, source: LineBatch, monitor: bool) -> Tally:
-    """Run the DAG in this process, counting outputs as they arrive."""
-    tally = Tally()
-    store = Store(config.db)
-    try:
-        result = await make_pipeline(config, store).run_stream(
-            source, result_handler=tally.add, key=line_no_of, on_error="collect", monitor=monitor
-        )
-    finally:
-        store.close()
-    tally.add_run(result)
-    return tally
-
-
-async def run_plain(config: JobConfig, source: LineBatch, monitor: bool) -> Tally:
-    """Run the one-function form of the job in this process."""
-    tally = Tally()
-    store = Store(config.db)
-    try:
-        result = await run_function_pipeline(
-            source,
-            make_plain_job(config, store),
-            concurrency=config.concurrency,
-            ordered=False,
-            key=line_no_of,
-            on_error="collect",
-            result_handler=tally.add,
-            monitor=monitor,
-        )
-    finally:
-        store.close()
-    tally.add_run(result)
-    return tally
-
-
-def run_processes(config: JobConfig, args: argparse.Namespace) -> Tally:
-    """Run one batch of the feed per worker process, all writing the same database."""
-    n = args.processes
-    batches = [LineBatch(str(args.input), i, n, args.limit) for i in range(n)]
-    results = run_pipeline_in_subprocess(
-        functools.partial(build_pipeline, config),
-        batches,
-        processes=n,
-        key=line_no_of,
-        on_error="collect",
-        monitor=not args.no_progress and not args.verbose,  # batch-level: as batches finish
-    )
-    tally = Tally()
-    for result in results:
-        tally.add_run(result)
-    return tally
-
-
-def describe(args: argparse.Namespace) -> str:
-    """The two header lines: what runs, and how."""
-    if args.processes:
-        mode = f"DAG in {args.processes} processes"
-    elif args.plain:
-        mode = "one async function"
-    else:
-        mode = "DAG parse > enrich > store"
-    return (
-        f"refresh {args.input} -> {args.db}\n"
-        f"  {mode}, {args.concurrency} service calls in flight, "
-        f"up to {MAX_RETRIES} retries, seed {args.seed}"
-    )
-
-
-def run(args: argparse.Namespace, config: JobConfig) -> Tally:
-    """Run the job the way the arguments ask; return what it did."""
-    if args.processes:
-        return run_processes(config, args)
-    source = LineBatch(str(args.input), limit=args.limit)
-    # the progress display redraws in place: with debug logs flowing it would scramble them
-    monitor = not args.no_progress and not args.verbose
-    if args.plain:
-        return asyncio.run(run_plain(config, source, monitor))
-    return asyncio.run(run_dag(config, source, monitor))
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the job from the command line; return the exit status."""
     args = parse_args(argv)
-    level = logging.DEBUG if args.verbose else logging.WARNING
-    setup_logging(level)
-    config = JobConfig(
-        db=str(args.db),
-        seed=args.seed,
-        fail_rate=args.fail_rate,
-        latency=args.latency,
-        concurrency=args.concurrency,
-        log_level=level,
-    )
-    started = time.perf_counter()
+    setup_logging(logging.DEBUG if args.verbose else logging.WARNING)
+    checkpoint = Checkpoint(args.checkpoint)
+    if args.fresh:
+        checkpoint.clear()
+        clear_tables(args.db)
+    settings = Settings(rate=args.rate, concurrency=args.concurrency, batch_size=args.batch_size)
+    api = CatalogueAPI(seed=args.seed, fail_rate=args.fail_rate, latency=args.latency / 1000)
+    store = Store(args.db)
+    pipeline = make_pipeline(settings, make_client(settings, api), store)
+    # the progress display redraws in place: only on a terminal, and not over debug logs
+    show = not args.no_progress and not args.verbose and sys.stderr.isatty()
+    rejects = Rejects()
+    session = Session(rejects, Tap(TerminalMonitor(stream=sys.stderr) if show else None))
+    print(f"refresh {args.input} -> {args.db}\n{settings.describe()}", flush=True)
+    rows = read_inputs([str(args.input)], "jsonl", keep_bad=True, limit=args.limit)
     try:
-        print(describe(args), flush=True)
-        tally = run(args, config)
-    except KeyboardInterrupt:
+        outcome = session.run(
+            lambda: pipeline.run_stream(
+                rows,
+                key=row_key,
+                checkpoint=checkpoint,
+                result_handler=session.deliver,
+                monitor=session.tap,
+            )
+        )
+    finally:
+        store.close()
+    if outcome.interrupted:
+        session.disarm()
         print("main.py: interrupted; the rows stored so far are kept", file=sys.stderr)
-        return 130
-    tally.elapsed = time.perf_counter() - started
-    print(tally.render(args.db, count_products(args.db)))
+        return outcome.status
+    if outcome.error is not None:
+        print(f"main.py: {type(outcome.error).__name__}: {outcome.error}", file=sys.stderr)
+        return 1
+    summary = Summary(outcome.result.stats, store, api, rejects.reasons, count_rows(args.db))
+    print(summary.render(str(args.db), str(args.checkpoint)))
     return 0
 
 

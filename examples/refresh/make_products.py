@@ -1,4 +1,4 @@
-"""Write the demo's input, ``data/products.jsonl``: a product catalogue with a few bad rows.
+"""Write the demo's input, ``products.jsonl`` (next to this file): a catalogue with bad rows.
 
 Deterministic (a fixed seed): running it again writes the same bytes. About 3% of the
 rows are broken on purpose, one way each: truncated JSON, a missing field, a field of
@@ -6,7 +6,7 @@ the wrong type, a negative price, an unknown currency, a date that does not pars
 line that is not an object. Ids are unique, so the refresh job's result never depends
 on the order in which rows reach the database.
 
-    python data/make_products.py [ROWS] [OUTPUT]
+    python examples/refresh/make_products.py [ROWS] [OUTPUT]
 """
 
 from __future__ import annotations
