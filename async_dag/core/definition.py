@@ -503,6 +503,11 @@ def _check_joins(tasks: Mapping[str, DagTask], edges: Sequence[TaskTransition]) 
                 f"join {task.id!r} has {len(incoming)} incoming edge(s); a join needs at "
                 "least two (drop join=True for a task fed by one edge)"
             )
+        if all(e.is_loop for e in incoming):
+            raise PipelineDefinitionError(
+                f"join {task.id!r} is fed only by loop edges (max_loops), so it is a source "
+                "and inputs would reach it from no branch; feed it by forward edges"
+            )
         if task.id in upstream_of(task.id, edges):
             raise PipelineDefinitionError(
                 f"join {task.id!r} lies on a cycle; a join may not (it could wait for itself)"
