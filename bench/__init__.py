@@ -20,22 +20,30 @@ def _workloads() -> dict[str, Workload]:
     from .chain import workload_chain, workload_io, workload_workers8
     from .cli_stream import workload_cli
     from .fanout import workload_fanout
+    from .features import workload_checkpoint, workload_join, workload_options
     from .memory import workload_memory
     from .overheads import workload_ordered, workload_overheads
     from .processes import workload_processes
+    from .queuesize import workload_queuesize
     from .ratelimit import workload_ratelimit
+    from .sqlite_sink import workload_sqlite
 
     return {
         "chain": workload_chain,
+        "queuesize": workload_queuesize,
         "workers8": workload_workers8,
         "io": workload_io,
         "fanout": workload_fanout,
         "memory": workload_memory,
         "overheads": workload_overheads,
         "ordered": workload_ordered,
+        "options": workload_options,
+        "join": workload_join,
+        "checkpoint": workload_checkpoint,
+        "sqlite": workload_sqlite,
+        "ratelimit": workload_ratelimit,
         "processes": workload_processes,
         "cli": workload_cli,
-        "ratelimit": workload_ratelimit,
     }
 
 

@@ -55,6 +55,9 @@ class Impl:
     target: Target | None = None
     items: int | None = None  # inputs for this one, when it is too slow for the full size
     note: str = ""
+    versus: str | None = None  # judge the target against this impl instead of the reference
+    versus_label: str = ""  # how the target names ``versus`` (default: its name)
+    missing: str = ""  # why this one cannot run here (a peer that is not installed)
 
 
 @dataclass
@@ -113,6 +116,8 @@ def compare(
     round, and the row shows their median. ``extra(impl, items, median_seconds)`` adds
     workload-specific figures to a row.
     """
+    missing = [impl for impl in impls if impl.missing]
+    impls = [impl for impl in impls if not impl.missing]
     times: dict[str, list[float]] = {impl.name: [] for impl in impls}
     counts: dict[str, int] = {}
     sizes = {impl.name: impl.items or items for impl in impls}
@@ -131,6 +136,11 @@ def compare(
         n = sizes[impl.name]
         per_item = times[impl.name]
         ratio = statistics.median(t / r for t, r in zip(per_item, ref_times, strict=True))
+        judged = ratio
+        if impl.versus is not None:
+            judged = statistics.median(
+                t / v for t, v in zip(per_item, times[impl.versus], strict=True)
+            )
         median_s = statistics.median(per_item) * n
         rate = n / median_s
         row = Row(
@@ -144,14 +154,42 @@ def compare(
             items_per_s=rate,
             time_ratio=ratio,
             reference=reference,
-            target=str(impl.target) if impl.target else "",
-            verdict=verdict(impl.target, ratio),
+            target=_target_text(impl),
+            verdict=verdict(impl.target, judged),
             note=impl.note,
         )
+        if impl.versus is not None:
+            row.extra["versus"] = impl.versus
+            row.extra["versus_time_ratio"] = judged
+            row.extra["note_versus"] = f"{1.0 / judged:.3f}x the speed of {impl.versus!r}"
         if extra is not None:
             row.extra.update(extra(impl, n, median_s))
         rows.append(row)
+    rows.extend(unavailable(workload, impl) for impl in missing)
     return rows
+
+
+def _target_text(impl: Impl) -> str:
+    if impl.target is None:
+        return ""
+    return (
+        f"{impl.target} vs {impl.versus_label or impl.versus}" if impl.versus else str(impl.target)
+    )
+
+
+def unavailable(workload: str, impl: Impl) -> Row:
+    """The row of an implementation that cannot run here, saying why."""
+    return Row(
+        workload=workload,
+        impl=impl.name,
+        items=0,
+        outputs=0,
+        expected=0,
+        value="n/a",
+        verdict="",
+        note=f"{impl.note}; {impl.missing}" if impl.note else impl.missing,
+        extra={"missing": impl.missing},
+    )
 
 
 def verdict(target: Target | None, time_ratio: float) -> str:

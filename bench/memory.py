@@ -24,6 +24,7 @@ from .harness import Row
 
 IMPLS = ("hand-written asyncio", "async_dag DAG", "async_dag function pipeline")
 CONTROL = "control: async_dag DAG, RunResult kept"  # keeps every output: must grow
+JOIN = "async_dag fork of two branches and a join"  # for the join workload
 GROWTH_LIMIT = 1.10
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,7 +72,15 @@ def _runner(impl: str) -> Callable[[int], Awaitable[int]]:
         pipeline = steps.chain([(steps.h_inc, 1)] * 3)
         return len(await pipeline.run_stream(i for i in range(n)))
 
-    return dict(zip((*IMPLS, CONTROL), (hand, dag, function, kept), strict=True))[impl]
+    async def joined(n: int) -> int:
+        from .features import fork_join
+
+        counter = steps.Counter()
+        await fork_join(True).run_stream((i for i in range(n)), result_handler=counter)
+        return counter.count
+
+    runners = (hand, dag, function, kept, joined)
+    return dict(zip((*IMPLS, CONTROL, JOIN), runners, strict=True))[impl]
 
 
 def child(impl: str, items: int) -> dict[str, float | int | str]:
@@ -151,10 +160,45 @@ def workload_memory(scale: float, rounds: int) -> list[Row]:
     return rows
 
 
+def growth_row(
+    workload: str,
+    impl: str,
+    low: dict[str, float | int | str],
+    high: dict[str, float | int | str],
+    limit: float,
+) -> Row:
+    """A row for peak RSS at two sizes measured by :func:`measure`: must stay flat."""
+    growth = float(high["peak_rss_mb"]) / float(low["peak_rss_mb"])
+    small, large = int(low["items"]), int(high["items"])
+    ok = int(low["outputs"]) == small and int(high["outputs"]) == large
+    return Row(
+        workload=workload,
+        impl=impl,
+        items=large,
+        outputs=int(high["outputs"]) if ok else int(low["outputs"]),
+        expected=large if ok else small,
+        value=f"{float(high['peak_rss_mb']):.1f} MB",
+        seconds=[float(high["seconds"])],
+        target=f"<= {limit:g}x",
+        verdict="PASS" if growth <= limit else "FAIL",
+        extra={
+            "ratio_text": f"{growth:.3f}x RSS",
+            "small": low,
+            "large": high,
+            "growth": growth,
+            "note_rss": (
+                f"peak {float(low['peak_rss_mb']):.1f} MB at {small:,}, "
+                f"{float(high['peak_rss_mb']):.1f} MB at {large:,} "
+                f"({large / float(high['seconds']):,.0f} inputs/s)"
+            ),
+        },
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the child process."""
     parser = argparse.ArgumentParser(prog="python -m bench.memory")
-    parser.add_argument("--impl", choices=(*IMPLS, CONTROL), required=True)
+    parser.add_argument("--impl", choices=(*IMPLS, CONTROL, JOIN), required=True)
     parser.add_argument("--items", type=int, required=True)
     args = parser.parse_args(argv)
     print(json.dumps(child(args.impl, args.items)))

@@ -30,6 +30,9 @@ def test_workload_runs_and_counts_every_item(name: str) -> None:
     rows = WORKLOADS[name](TINY, 1)
     assert rows
     for row in rows:
+        if row.extra.get("missing"):  # a peer that is not installed: reported, not run
+            assert row.value == "n/a" and row.extra["missing"] in row.note
+            continue
         assert row.expected > 0, row.impl
         assert row.outputs == row.expected, (row.impl, row.outputs, row.expected)
         assert row.seconds and all(s > 0 for s in row.seconds), row.impl
@@ -54,6 +57,30 @@ def test_memory_rows_report_both_sizes() -> None:
         assert small["outputs"] == small["items"] and large["outputs"] == large["items"]
         assert small["peak_rss_mb"] > 1 and large["peak_rss_mb"] > 1
         assert row.verdict in ({""} if row.impl.startswith("control") else {"PASS", "FAIL"})
+
+
+def test_missing_peer_gets_a_row_and_versus_judges_against_its_row() -> None:
+    """A peer that cannot run is reported as such; ``versus`` moves the target's base."""
+
+    def fast(n: int) -> int:
+        return n
+
+    async def slow(n: int) -> int:
+        for _ in range(n):
+            await asyncio.sleep(0.001)
+        return n
+
+    impls = [
+        Impl("ref", fast),
+        Impl("slow", slow, items=5),
+        Impl("also slow", slow, items=5, target=Target("time", 1.5), versus="slow"),
+        Impl("peer", fast, missing="not installed"),
+    ]
+    rows = {row.impl: row for row in compare("w", impls, items=100, rounds=2, reference="ref")}
+    assert rows["also slow"].verdict == "PASS"  # slow against slow, not against ref
+    assert rows["also slow"].time_ratio is not None and rows["also slow"].time_ratio > 2
+    assert rows["peer"].value == "n/a" and "not installed" in rows["peer"].note
+    assert "n/a" in render_table(list(rows.values()))
 
 
 def test_compare_rejects_a_wrong_count() -> None:
