@@ -62,6 +62,14 @@ def number(
     return convert
 
 
+def shown(path: Path) -> str:
+    """``path`` as printed: relative to the current folder when it is inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Read and check the arguments; a bad one ends the program with a one-line error."""
     p = Parser(prog="main.py", description="Refresh a SQLite product table from a feed.")
@@ -107,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     show = not args.no_progress and not args.verbose and sys.stderr.isatty()
     rejects = Rejects()
     session = Session(rejects, Tap(TerminalMonitor(stream=sys.stderr) if show else None))
-    print(f"refresh {args.input} -> {args.db}\n{settings.describe()}", flush=True)
+    print(f"refresh {shown(args.input)} -> {shown(args.db)}\n{settings.describe()}", flush=True)
     rows = read_inputs([str(args.input)], "jsonl", keep_bad=True, limit=args.limit)
     try:
         outcome = session.run(
@@ -129,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"main.py: {type(outcome.error).__name__}: {outcome.error}", file=sys.stderr)
         return 1
     summary = Summary(outcome.result.stats, store, api, rejects.reasons, count_rows(args.db))
-    print(summary.render(str(args.db), str(args.checkpoint)))
+    print(summary.render(shown(args.db), shown(args.checkpoint)))
     return 0
 
 

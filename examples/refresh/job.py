@@ -62,10 +62,10 @@ class Settings:
     batch_timeout: float = 0.5  # seconds a batch waits to fill up
 
     def describe(self) -> str:
-        """Two lines: how the service is called and how rows are written."""
+        """A few lines: how the service is called and how rows are written."""
         return (
             f"  service: at most {self.rate:g} calls/s, {self.concurrency} in flight, "
-            f"{self.retries} retries backing off from {self.retry_delay:g} s (x2, jitter "
+            f"{self.retries} retries backing off\n    from {self.retry_delay:g} s (x2, jitter "
             f"{self.retry_jitter:.0%}, cap {self.retry_max_delay:g} s), 429s waited out\n"
             f"  store: upserts in batches of {self.batch_size}, one transaction each; "
             "failures after retries -> dead_letters"
@@ -288,9 +288,10 @@ class Summary:
             f"  rejected  {sum(self.rejects.values()):>7} rows   "
             + indent.join(textwrap.wrap(reasons, 70)),
             f"  calls     {sum(self.api.statuses.values()):>7}        {answers}",
-            f"  retried   {enrich.retried:>7} calls  throttled {enrich.throttled:.1f} s "
-            "(rate limit and Retry-After)",
-            f"  dead      {enrich.failed:>7} rows   {dead or 'none'}",
+            f"  retried   {enrich.retried:>7} calls  workers waited {enrich.throttled:.1f} s "
+            "in all for the rate limit and Retry-After",
+            f"  dead      {enrich.failed:>7} rows   {dead or 'none'}"
+            + (f" -> dead_letters, {self.store.dead_batches} transactions" if dead else ""),
             f"  elapsed   {self.stats.elapsed:>7.2f} s      {rate:,.0f} rows/s",
             f"  database  {database}: {self.tables[0]} products, {self.tables[1]} in dead_letters",
         ]

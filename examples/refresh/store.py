@@ -122,7 +122,8 @@ class Store:
 
     Its methods are plain ``def``: the engine calls them in a worker thread, so SQLite
     never blocks the event loop. ``statuses`` counts inserted, updated and unchanged rows;
-    ``batches`` the transactions, ``dead`` the dead letters by exception type.
+    ``batches`` their transactions; ``dead`` the dead letters by exception type, and
+    ``dead_batches`` their transactions.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -130,6 +131,7 @@ class Store:
         self.statuses: Counter[str] = Counter()
         self.batches = 0
         self.dead: Counter[str] = Counter()  # dead letters by exception type
+        self.dead_batches = 0
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
 
@@ -145,7 +147,6 @@ class Store:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            self.batches += 1
 
     def upsert(self, rows: Sequence[Row]) -> None:
         """Upsert ``rows`` in one transaction and take them out of ``dead_letters``."""
@@ -167,6 +168,7 @@ class Store:
                 old[row.id] = digest  # the same id twice in one batch: the second compares
 
         self._transaction(work)
+        self.batches += 1
 
     def dead_letters(self, letters: Sequence[tuple[str, str, str, BaseException, Any]]) -> None:
         """Record ``(id, data_id, node, exception, payload)`` failures in one transaction."""
@@ -185,6 +187,7 @@ class Store:
         ]
         self._transaction(lambda conn: conn.executemany(DEAD_LETTER, values))
         self.dead.update(value[3] for value in values)
+        self.dead_batches += 1
 
     def close(self) -> None:
         """Close the connection (it reopens if the store is used again)."""
