@@ -752,7 +752,8 @@ def test_monitor_on_a_factory_in_the_default_pool() -> None:
 
     recorder = Recorder()
     results = run_pipeline_in_subprocess(build, [[1, 2], [3]], processes=2, monitor=recorder)
-    assert [list(r) for r in results] == [["<2>", "<4>"], ["<6>"]]
+    # three threaded workers: a DAG gives outputs in completion order
+    assert [sorted(r) for r in results] == [["<2>", "<4>"], ["<6>"]]
     assert recorder.hooks == ["start", "update", "update", "finish"]
     start = recorder.snapshots[0]
     assert start.name == "two-steps"
