@@ -280,8 +280,8 @@ class Summary:
         dead = ", ".join(f"{t} {n}" for t, n in sorted(self.store.dead.items()))
         lines = [
             f"  read      {self.stats.inputs:>7} rows",
-            f"  skipped   {self.stats.skipped:>7} rows   done by an earlier run "
-            f"(checkpoint {checkpoint}; --fresh starts over)",
+            f"  skipped   {self.stats.skipped:>7} rows   done before, says {checkpoint} "
+            "(--fresh: start over)",
             f"  written   {st['inserted'] + st['updated']:>7} rows   inserted {st['inserted']}, "
             f"updated {st['updated']}, in {self.store.batches} transactions",
             f"  unchanged {st['unchanged']:>7} rows   already up to date",
