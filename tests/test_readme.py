@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-# a python block immediately followed by the text block of its output
-PAIR = re.compile(r"```python\n(.*?)```\s*```text\n(.*?)```", re.DOTALL)
+# a python block immediately followed by the text block of its output (never one that
+# spans a fence: a snippet with no output must not swallow the next example)
+PAIR = re.compile(r"```python\n((?:(?!```).)*?)```\s*```text\n(.*?)```", re.DOTALL)
 
 
 def examples() -> list[tuple[str, str]]:
