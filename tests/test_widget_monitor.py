@@ -683,6 +683,36 @@ def test_saved_notebook_shows_the_final_state(tmp_path):
     assert "7/7 100%" in saved.cells[2].outputs[0]["data"]["text/plain"]
 
 
+@pytest.mark.slow
+def test_saved_notebook_shows_a_background_runs_final_state(tmp_path):
+    """A background run shown in one cell and stopped in a later one: the saved output of
+    the first cell is its final state (the update is sent under the cell running then)."""
+    import nbclient
+    import nbformat
+
+    cells = [
+        "import asyncio, async_dag\n"
+        "async def slow(ctx, x):\n    await asyncio.sleep(0.05)\n    return x\n"
+        "run = async_dag.start_function_pipeline(range(400), slow, run_id='bg')\nrun",
+        "await asyncio.sleep(0.5)\nrun.cancel()\ntry:\n    await run\n"
+        "except asyncio.CancelledError:\n    print(run.stats.state)",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    manager = kernel_manager(tmp_path, "async-dag-save-bg")
+    client = nbclient.NotebookClient(nb, km=manager, timeout=120)
+    try:
+        client.execute()
+    finally:
+        if client.kc is not None:
+            client.kc.stop_channels()
+        manager.shutdown_kernel(now=True)
+    (output,) = nb.cells[0].outputs
+    text = output["data"]["text/plain"]
+    assert text.startswith("<PipelineMonitor 'slow' cancelled:"), text
+    assert field(output["data"]["text/html"], None, "state") == "cancelled"
+    assert nb.cells[1].outputs[0]["text"].strip() == "cancelled"
+
+
 STOP_SETUP = """
 import asyncio, async_dag
 from async_dag.notebook import PipelineMonitor

@@ -25,6 +25,7 @@ variables.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import html
 import uuid
 from collections.abc import Callable
@@ -493,4 +494,13 @@ class PipelineMonitor(Monitor):
 
         bundle = self._live_bundle() if live else self._static_bundle()
         self._live_shown = live
-        update_display(bundle, raw=True, display_id=self._display_id)  # type: ignore[no-untyped-call]
+        # A background run ends in its own task, whose context still names the cell that
+        # started it as the parent of what it sends; nbclient (nbconvert, papermill) keeps
+        # only messages of the cell executing now, so the final update was lost. In an
+        # empty context ipykernel falls back to the current cell's header.
+        contextvars.Context().run(
+            update_display,
+            bundle,
+            raw=True,
+            display_id=self._display_id,
+        )

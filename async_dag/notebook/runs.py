@@ -22,5 +22,13 @@ def run_monitor(run: Run) -> PipelineMonitor:
 
 
 def display_run(run: Run) -> None:
-    """Display the run's monitor in the current cell (under its own display id)."""
-    run_monitor(run)._ipython_display_()
+    """Display the run's monitor in the current cell (under its own display id).
+
+    A run started in this same cell has not begun yet: the panel then starts from the
+    run's counters now (its name, graph and zeros) instead of an empty "idle" one.
+    """
+    monitor = run_monitor(run)
+    if monitor.stats is None:
+        monitor.attach(run.pipeline, run.cancel)
+        monitor.start(run.snapshot())
+    monitor._ipython_display_()
