@@ -230,9 +230,11 @@ def test_killed_midway_the_rerun_finishes_every_row_exactly_once(tmp_path: Path)
         assert proc.returncode == -signal.SIGKILL
     finally:
         kill_session(proc)
-    assert 0 < stored_count(db) < good
+    at_kill = stored_count(db)
+    assert 0 < at_kill < good
     counts = summary(run_main(feed, "--db", db).stdout)
     assert counts["skipped"] >= committed
+    assert counts["unchanged"] <= at_kill - committed  # redone: only the last rows stored
     assert counts["read"] == good + len(BROKEN)
     reference = tmp_path / "reference.db"
     run_main(feed, "--db", reference)
@@ -240,6 +242,7 @@ def test_killed_midway_the_rerun_finishes_every_row_exactly_once(tmp_path: Path)
     assert rows == table(reference)
     assert [r[:5] for r in dead] == [r[:5] for r in table(reference, "dead_letters")]
     assert {r[0] for r in rows} | {r[0] for r in dead} == valid_ids(good)
+    assert counts["inserted"] == len(rows) - at_kill
     assert all(row[-1] == 1 for row in rows)  # written once: a redone row was unchanged
 
 
