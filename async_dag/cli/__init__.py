@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .. import __version__, run_function_pipeline
+from ..observe.terminal import printable
 from .describe import check_graph_output, describe, write_graph
 from .inputs import FORMATS, check_inputs, field_key, guard, guard_sources, read_inputs
 from .outputs import check_output, check_writable, open_writer, write_errors
@@ -209,7 +210,9 @@ def _say_error(exc: BaseException, show_traceback: bool) -> None:
         traceback.print_exception(exc, file=sys.stderr)
     lines = [f"{PROG}: {type(exc).__name__}: {exc}"]
     lines += [f"  {note}" for note in getattr(exc, "__notes__", ())]
-    print("\n".join(lines), file=sys.stderr)
+    # a message's own line breaks stay; other control characters (escapes) are shown as text
+    text = "\n".join(printable(line) for line in "\n".join(lines).split("\n"))
+    print(text, file=sys.stderr)
 
 
 def _summary(outcome: Outcome, session: Session) -> str | None:

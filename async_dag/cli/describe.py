@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import DagPipeline
+from ..observe.terminal import printable
 from .targets import Target, UsageError
 
 IMAGE_SUFFIXES = (".svg", ".png", ".pdf")
@@ -42,18 +43,21 @@ def _task_line(pipeline: DagPipeline, task_id: str, width: int) -> str:
         r for r, ids in (("source", pipeline.sources), ("sink", pipeline.sinks)) if task_id in ids
     ]
     role = f"  ({', '.join(roles)})" if roles else ""
-    return f"  {task_id:<{width}}  {_kind(task.handler):<15}  {', '.join(options)}{role}"
+    return f"  {printable(task_id):<{width}}  {_kind(task.handler):<15}  {', '.join(options)}{role}"
 
 
 def _edge_line(edge: Any) -> str:
     parts = []
     if edge.when is not None:
-        parts.append(f"when {getattr(edge.when, '__name__', type(edge.when).__name__)}")
+        name = getattr(edge.when, "__name__", type(edge.when).__name__)
+        parts.append(f"when {printable(str(name))}")
     if edge.max_loops is not None:
         parts.append(f"max_loops {edge.max_loops}")
     if getattr(edge, "on_error", False):
         parts.append("on error")
-    return f"  {edge.source} -> {edge.target}" + (f"  {', '.join(parts)}" if parts else "")
+    return f"  {printable(edge.source)} -> {printable(edge.target)}" + (
+        f"  {', '.join(parts)}" if parts else ""
+    )
 
 
 def describe(target: Target) -> str:
@@ -67,7 +71,7 @@ def describe(target: Target) -> str:
         f"from {target.spec}",
         "tasks:",
     ]
-    width = max(len(t) for t in graph.tasks)
+    width = max(len(printable(t)) for t in graph.tasks)
     lines += [_task_line(graph, task_id, width) for task_id in graph.tasks]
     if graph.transitions:
         lines.append("edges:")

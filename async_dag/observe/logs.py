@@ -32,9 +32,15 @@ class ContextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         for name in ("run_id", "data_id", "node", "node_path"):
-            if not hasattr(record, name):
-                setattr(record, name, _PLACEHOLDER)
+            value = getattr(record, name, _PLACEHOLDER)
+            if isinstance(value, str) and not value.isprintable():
+                value = _printable(value)  # a data_id with a newline forges no log line
+            setattr(record, name, value)
         return super().format(record)
+
+
+def _printable(text: str) -> str:
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
 
 
 def setup_logging(
