@@ -583,3 +583,98 @@ def test_timed_out_first_attempts_are_retried_and_nothing_else_fails(chain):
             assert stats.abandoned == want
         values = [(v + 1) % M for v in values]
     assert sorted(result) == sorted(values)
+
+
+# -- the same graphs under on_error="raise" ----------------------------------------------
+
+
+@pytest.mark.timeout(120)
+@settings(max_examples=EXAMPLES // 5, deadline=None, suppress_health_check=list(HealthCheck))
+@given(graphs())
+def test_random_dags_under_raise_stop_with_a_failure_or_match_the_reference(graph):
+    """Under on_error="raise" a random DAG raises a planned failure exactly when the
+    reference has an error nobody handled, else returns the reference's records; either
+    way no task of the run is left."""
+    specs, edges, inputs = graph
+    probe = Probe()
+    pipeline = build(specs, edges, probe)
+    ref = Reference(specs, edges)
+    ref.run(inputs)
+
+    async def main():
+        try:
+            return await asyncio.wait_for(pipeline.run_stream(inputs), 30)
+        finally:
+            left = [t for t in asyncio.all_tasks() if t.get_name().startswith("async_dag")]
+            assert left == []
+
+    if ref.errors:
+        with pytest.raises((Planned, LoopLimitExceeded, ValueError)) as caught:
+            asyncio.run(main(), debug=False)
+        assert any("async_dag: in node" in n for n in caught.value.__notes__)
+    else:
+        result = asyncio.run(main(), debug=False)
+        assert len(result) == sum(ref.records.values())
+
+
+# -- function pipelines -------------------------------------------------------------------
+
+
+@st.composite
+def function_runs(draw):
+    spec = NodeSpec(
+        kind=draw(st.sampled_from(["fn", "agen"])),
+        mul=draw(st.integers(1, 7)),
+        add=draw(st.integers(0, 9)),
+        fail_mod=draw(st.sampled_from([0, 0, 5, 7])),
+        flake_mod=draw(st.sampled_from([0, 3])),
+        fanout=draw(st.integers(0, 2)),
+        concurrency=draw(st.integers(1, 4)),
+        queue_size=1,
+        retries=1,
+        retry_delay=draw(st.sampled_from([0.0, 0.0002])),
+        rate_limit=draw(st.sampled_from([None, 20_000.0])),
+        timeout=draw(st.sampled_from([None, 5.0])),
+        batch_size=1,
+        batch_none=False,
+        yields=draw(st.booleans()),
+    )
+    inputs = draw(st.lists(st.integers(0, M - 1), max_size=15))
+    return spec, inputs, draw(st.booleans())
+
+
+@pytest.mark.timeout(120)
+@settings(max_examples=EXAMPLES // 5, deadline=None, suppress_health_check=list(HealthCheck))
+@given(function_runs())
+def test_random_function_pipelines_match_the_reference(run):
+    """A function pipeline with retries, rate limit, timeout and failures gives exactly the
+    reference's outputs (in input order when ordered) and errors, through both forms."""
+    from async_dag import iter_function_pipeline, run_function_pipeline
+
+    spec, inputs, ordered = run
+    fn = make_handler("f", spec, Probe())
+    options = {
+        "concurrency": spec.concurrency,
+        "ordered": ordered,
+        "retries": spec.retries,
+        "retry_delay": spec.retry_delay,
+        "rate_limit": spec.rate_limit,
+        "timeout": spec.timeout,
+        "on_error": "collect",
+    }
+    want = [(str(k), o) for k, v in enumerate(inputs) for o in outputs_of(spec, v)[0]]
+    failed = sorted(str(k) for k, v in enumerate(inputs) if outputs_of(spec, v)[1])
+
+    async def main():
+        result = await run_function_pipeline(inputs, fn, **options)
+        streamed = [(c.data_id, v) async for c, v in iter_function_pipeline(inputs, fn, **options)]
+        return result, streamed
+
+    result, streamed = asyncio.run(main(), debug=False)
+    got = [(r.ctx.data_id, r.value) for r in result.records]
+    if ordered:
+        assert got == want
+    else:
+        assert sorted(got) == sorted(want)
+    assert sorted(got) == sorted(streamed)
+    assert sorted(e.ctx.data_id for e in result.errors) == failed
