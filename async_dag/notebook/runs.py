@@ -29,6 +29,10 @@ def display_run(run: Run) -> None:
     """
     monitor = run_monitor(run)
     if monitor.stats is None:
-        monitor.attach(run.pipeline, run.cancel)
-        monitor.start(run.snapshot())
+        on_start, monitor.display_on_start = monitor.display_on_start, False
+        try:  # shown just below, once (monitor=True would show it at start too)
+            monitor.attach(run.pipeline, run.cancel)
+            monitor.start(run.snapshot())
+        finally:
+            monitor.display_on_start = on_start
     monitor._ipython_display_()

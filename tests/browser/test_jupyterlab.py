@@ -9,7 +9,9 @@ checks: the graph SVG; the live monitor's bar, percent and ETA while the run goe
 the final counts and badge; a 12-node graph with long and hostile ids that fits its
 output (no element wider than the output area unless a scrolling box holds it, ids
 escaped and shortened, whole on hover); the dark theme; and the saved notebook, re-opened,
-showing the final state. Assertions are on the DOM; screenshots go to ``test-artifacts/``.
+showing the final state. A second notebook starts a background run (``pipeline.start``),
+presses its panel's Stop button and checks in the kernel that the run was cancelled and
+left no task. Assertions are on the DOM; screenshots go to ``test-artifacts/``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ pytestmark = pytest.mark.browser
 
 HERE = Path(__file__).parent
 NOTEBOOK = HERE / "monitor.ipynb"
+BACKGROUND = HERE / "background.ipynb"
 ARTIFACTS = HERE.parents[1] / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -130,7 +133,8 @@ def lab_url(tmp_path: Path) -> Iterator[str]:
     """JupyterLab serving a temporary root that holds a copy of the monitor notebook."""
     root = tmp_path / "root"
     root.mkdir()
-    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
+    for notebook in (NOTEBOOK, BACKGROUND):
+        shutil.copy(notebook, root / notebook.name)
     settings = tmp_path / "lab-settings"
     for name, values in LAB_SETTINGS.items():
         plugin, _, file_name = name.rpartition("/")
@@ -432,4 +436,88 @@ def test_monitor_notebook_in_jupyterlab(lab_url: str) -> None:
         finally:
             if page is not None:
                 page.screenshot(path=ARTIFACTS / "jupyterlab-monitor-last.png", full_page=True)
+            browser.close()
+
+
+def open_notebook(page: Page, url: str, name: str) -> None:
+    """Open a notebook of the lab's root and wait until its kernel is idle."""
+    page.goto(f"{url}/lab/tree/{name}")
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
+    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=60_000)
+    wait_for_kernel(url, name)
+    page.wait_for_function("() => window.jupyterapp !== undefined", timeout=30_000)
+
+
+def run_cell(page: Page, index: int) -> None:
+    """Select the ``index``-th code cell and run it (it shows ``[*]`` at once)."""
+    cell = page.locator(".jp-Notebook .jp-CodeCell").nth(index)
+    cell.locator(".jp-InputPrompt").click()
+    kernel_dialog = page.locator(".jp-Dialog .jp-mod-accept")
+    run_command(page, "notebook:run-cell")
+    if kernel_dialog.count():  # "Select Kernel": the session had no kernel yet
+        kernel_dialog.first.click()
+    expect(cell.locator(".jp-InputPrompt")).not_to_have_text(NOT_RUN, timeout=30_000)
+
+
+@pytest.mark.timeout(300)
+def test_stop_button_of_a_background_run(lab_url: str) -> None:
+    """A run started with pipeline.start() and left last in its cell shows one live panel;
+    its Stop button cancels it; the kernel then reports it done and cancelled, with no
+    task of it left, and answers the next cell."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page: Page | None = None
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            open_notebook(page, lab_url, BACKGROUND.name)
+            start_cell = page.locator(".jp-Notebook .jp-CodeCell").first
+            run_cell(page, 0)
+            expect(start_cell.locator(".jp-InputPrompt")).to_have_text(
+                EXECUTED, timeout=30_000
+            )  # the cell is over at once, while the run goes on
+
+            # The live panel shows progress, with the Stop button.
+            deadline = time.monotonic() + 60
+            progress = ""
+            while time.monotonic() < deadline:
+                progress = monitor_field(page, "progress")
+                if monitor_field(page, "state") == "running" and re.fullmatch(
+                    r"([1-9]\d*)/1,000", progress
+                ):
+                    break
+                page.wait_for_timeout(100)
+            else:
+                pytest.fail(f"the background run's panel showed no progress: {progress!r}")
+            outputs = start_cell.locator(".jp-OutputArea-output")
+            texts = [outputs.nth(i).inner_text()[:300] for i in range(outputs.count())]
+            assert len(texts) == 1, f"one output, the run's panel: {texts}"
+            panels = start_cell.locator(".jp-OutputArea-output div.async-dag-monitor")
+            stop = start_cell.locator("button.async-dag-stop")
+            expect(stop).to_be_visible(timeout=10_000)
+            stop.click()
+            deadline = time.monotonic() + 30
+            while monitor_field(page, "state") != "cancelled":
+                if time.monotonic() > deadline:
+                    pytest.fail(f"not cancelled: {monitor_field(page, 'state')!r}")
+                page.wait_for_timeout(100)
+            expect(stop).to_be_hidden(timeout=10_000)
+            panels.first.scroll_into_view_if_needed()
+            page.screenshot(path=ARTIFACTS / "jupyterlab-background-stopped.png")
+            done = int(monitor_field(page, "progress").split("/")[0].replace(",", ""))
+            assert 0 < done < 1000, done
+
+            # In the kernel: done, cancelled, nothing of the run left; the kernel answers.
+            check_cell = page.locator(".jp-Notebook .jp-CodeCell").nth(1)
+            run_cell(page, 1)
+            expect(check_cell.locator(".jp-InputPrompt")).to_have_text(EXECUTED, timeout=30_000)
+            output = check_cell.locator(".jp-OutputArea-output")
+            expect(output).to_have_text(
+                "done=True state=cancelled left=[] kept=True", timeout=10_000
+            )
+            errors = page.locator(".jp-OutputArea-output[data-mime-type*='error']")
+            assert errors.count() == 0, errors.first.inner_text()
+        finally:
+            if page is not None:
+                page.screenshot(path=ARTIFACTS / "jupyterlab-background-last.png", full_page=True)
             browser.close()
