@@ -47,6 +47,10 @@ class Flake(Exception):
     """A failure of the first attempt only (the retry succeeds)."""
 
 
+class Boom(Exception):
+    """Raised by an edge predicate."""
+
+
 def num(value: Any) -> int:
     """The number a handler works on: an int, a dead letter, or a join's parts."""
     if isinstance(value, ItemError):
@@ -221,10 +225,23 @@ class EdgeSpec:
     rem: int
     max_loops: int | None = None
     on_error: bool = False
+    boom: int = 0  # the predicate raises when value % boom == 0 (0: never)
 
 
 def holds(edge: EdgeSpec, value: int) -> bool:
     return edge.mod == 0 or value % edge.mod != edge.rem
+
+
+def predicate(edge: EdgeSpec):
+    if edge.mod == 0 and not edge.boom:
+        return None
+
+    def when(ctx, value):
+        if edge.boom and value % edge.boom == 0:
+            raise Boom(value)
+        return holds(edge, value)
+
+    return when
 
 
 def reach(n: int, edges: list[EdgeSpec]) -> list[set[int]]:
@@ -278,7 +295,8 @@ def graphs(draw):
     pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
     for i, j in draw(st.lists(st.sampled_from(pairs), unique=True, max_size=7)) if pairs else []:
         mod = draw(st.sampled_from([0, 0, 2, 3]))
-        edges.append(EdgeSpec(i, j, mod, draw(st.integers(0, max(mod - 1, 0)))))
+        boom = draw(st.sampled_from([0, 0, 0, 13]))
+        edges.append(EdgeSpec(i, j, mod, draw(st.integers(0, max(mod - 1, 0))), boom=boom))
     back = [(j, i) for i in range(n) for j in range(i, n)]  # loop edges point backwards
     for j, i in draw(st.lists(st.sampled_from(back), unique=True, max_size=2)):
         if any(e.source == j and e.target == i for e in edges):
@@ -330,7 +348,7 @@ def build(specs: list[NodeSpec], edges: list[EdgeSpec], probe: Probe) -> DagPipe
         TaskTransition(
             f"n{e.source}",
             f"n{e.target}",
-            when=None if e.mod == 0 else (lambda ctx, v, e=e: holds(e, v)),
+            when=predicate(e),
             max_loops=e.max_loops,
             on_error=e.on_error,
         )
@@ -425,21 +443,25 @@ class Reference:
             if not self.out[node]:  # a sink (an error edge is no outgoing edge)
                 self.records[(data_id, f"n{node}", out, path)] += 1
                 continue
-            chosen = [e for e in self.out[node] if holds(e, out)]
-            exhausted = [
-                e
-                for e in chosen
-                if e.max_loops is not None
-                and sum(
+            chosen, failed = [], None
+            for e in self.out[node]:  # in edge order: the first failure stops routing
+                if e.boom and out % e.boom == 0:
+                    failed = "Boom"
+                    break
+                if not holds(e, out):
+                    continue
+                taken = sum(
                     1
                     for a, b in itertools.pairwise(path)
                     if (a, b) == (f"n{e.source}", f"n{e.target}")
                 )
-                >= e.max_loops
-            ]
-            if exhausted:
+                if e.max_loops is not None and taken >= e.max_loops:
+                    failed = "LoopLimitExceeded"
+                    break
+                chosen.append(e)
+            if failed is not None:  # the output went down no edge: the node failed it
                 stats["emitted"] -= 1
-                self.failure(node, path, out, data_id, "LoopLimitExceeded", work)
+                self.failure(node, path, out, data_id, failed, work)
             elif not chosen:
                 stats["unrouted"] += 1
             else:
@@ -467,7 +489,7 @@ def check(specs: list[NodeSpec], edges: list[EdgeSpec], inputs: list[int]) -> No
     errors = Counter((e.node, e.ctx.data_id, type(e.exception).__name__) for e in result.errors)
     assert errors == ref.errors
     for e in result.errors:
-        assert isinstance(e.exception, Planned | LoopLimitExceeded | ValueError)
+        assert isinstance(e.exception, Planned | LoopLimitExceeded | ValueError | Boom)
     assert probe.joins == ref.calls
     for i, spec in enumerate(specs):
         s = result.stats.nodes[f"n{i}"]
@@ -609,7 +631,7 @@ def test_random_dags_under_raise_stop_with_a_failure_or_match_the_reference(grap
             assert left == []
 
     if ref.errors:
-        with pytest.raises((Planned, LoopLimitExceeded, ValueError)) as caught:
+        with pytest.raises((Planned, LoopLimitExceeded, ValueError, Boom)) as caught:
             asyncio.run(main(), debug=False)
         assert any("async_dag: in node" in n for n in caught.value.__notes__)
     else:
