@@ -276,3 +276,16 @@ def test_progress_counts_skipped_inputs_once():
     assert progress.done == 8
     progress.sample(stats(queued=0), state="done")
     assert progress.done == 10
+
+
+def test_throttled_time_shows_where_it_fits():
+    """A node that waited for its rate limit says for how long, within the width."""
+    from async_dag.observe.terminal import TerminalMonitor
+
+    node = NodeStats("api", 4, 64, received=10, emitted=10, throttled=2.5)
+    stats = RunStats("r", "p", 3.0, 10, 10, 0, {"api": node}, total=10)
+    monitor = TerminalMonitor(stream=io.StringIO())
+    for columns in (80, 120):
+        lines = monitor.render(stats, columns=columns)
+        assert all(len(line) <= columns for line in lines)
+        assert any("throttled 2.5 s" in line for line in lines)

@@ -759,3 +759,20 @@ def test_kernel_stop_button_cancels_an_awaited_run(kernel):
             break
     text = "".join(m["content"]["text"] for m in seen if m["msg_type"] == "stream")
     assert text.strip() == "cancelled cancelled", text
+
+
+def test_the_table_shows_throttled_seconds_only_when_a_node_waited():
+    """A rate-limited node's waiting time gets a column; without waits there is none."""
+    from async_dag import NodeStats, RunStats
+    from async_dag.notebook import PipelineMonitor
+
+    def panel(throttled: float) -> str:
+        monitor = PipelineMonitor()
+        node = NodeStats("api", 4, 64, received=10, emitted=10, throttled=throttled)
+        stats = RunStats("r", "p", 3.0, 10, 10, 0, {"api": node}, total=10)
+        monitor.start(stats)
+        monitor.finish(stats, None)
+        return monitor.panel_html
+
+    assert 'data-field="throttled"' in panel(2.5) and "2.5 s" in panel(2.5)
+    assert 'data-field="throttled"' not in panel(0.0)

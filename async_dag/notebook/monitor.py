@@ -53,6 +53,7 @@ COLUMNS = (
     ("failed", "failed", "payloads that failed for good"),
     ("retried", "retried", "retry calls"),
     ("unrouted", "unrouted", "outputs that no edge took"),
+    ("throttled", "throttled", "seconds workers waited for a rate limit or a RetryAfter"),
     ("rate", "items/s", "payloads done per second (last second; run average at the end)"),
 )
 
@@ -273,6 +274,7 @@ class PipelineMonitor(Monitor):
             "failed": node.failed,
             "retried": node.retried,
             "unrouted": node.unrouted,
+            "throttled": node.throttled,
             "rate": self._rate(node.node),
         }
 
@@ -402,9 +404,10 @@ class PipelineMonitor(Monitor):
 
     @staticmethod
     def _columns(stats: RunStats) -> set[str]:
-        """The table's columns: retried and unrouted only when some node has any."""
-        columns = {name for name, _, _ in COLUMNS} - {"retried", "unrouted"}
-        for field in ("retried", "unrouted"):
+        """The table's columns: retried, unrouted and throttled only when some node has any."""
+        optional = ("retried", "unrouted", "throttled")
+        columns = {name for name, _, _ in COLUMNS} - set(optional)
+        for field in optional:
             if any(getattr(node, field) for node in stats.nodes.values()):
                 columns.add(field)
         return columns
@@ -432,6 +435,10 @@ class PipelineMonitor(Monitor):
         for field in ("in_flight", "done", "emitted", "failed", "retried", "unrouted"):
             if field in columns:
                 cells.append(f'<td data-field="{field}" style="{_CELL}">{row[field]:,}</td>')
+        if "throttled" in columns:
+            cells.append(
+                f'<td data-field="throttled" style="{_CELL}">{row["throttled"]:,.1f} s</td>'
+            )
         cells.append(f'<td data-field="rate" style="{_CELL}">{row["rate"]:,.0f}</td>')
         return f'<tr data-node="{html.escape(ident)}">{"".join(cells)}</tr>'
 

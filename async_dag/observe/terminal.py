@@ -192,7 +192,13 @@ class TerminalMonitor(Monitor):
             )
             if wide:
                 line += f"  out {node.emitted:>9,}  unrouted {node.unrouted:>5,}"
+            waited = f"  throttled {node.throttled:.1f} s"
+            if node.throttled >= 0.05 and len(line) + len(waited) <= columns:
+                line += waited
+                waited = ""
             lines.append(line)
+            if node.throttled >= 0.05 and waited:  # no room on the line: one of its own
+                lines.append(f"  {'':<{NAME_WIDTH}}{waited}")
         return lines
 
     def _progress_text(self) -> str:
