@@ -299,3 +299,37 @@ async def test_cancelling_a_stream_consumer_twice_still_waits_for_the_run(no_lef
     with pytest.raises(asyncio.CancelledError):
         await task
     assert len(monitor.finishes) == 1
+
+
+async def test_a_cancelled_checkpointed_run_records_exactly_what_it_delivered(tmp_path):
+    """A background run with a checkpoint cancelled at random points: the file then lists
+    exactly the inputs whose outputs the run delivered (committed at the cancel), and a
+    rerun delivers every other input, once."""
+    import sqlite3
+
+    from async_dag import Checkpoint
+
+    rng = random.Random(5)
+    for i in range(6):
+        path = tmp_path / f"ckpt{i}.db"
+        pipeline = (
+            PipelineBuilder(f"ckpt{i}")
+            .add_task("step", step, concurrency=3)
+            .add_task("batch", write, batch_size=4)
+            .add_edge("step", "batch")
+            .build()
+        )
+        run = pipeline.start(range(300), key=lambda x: x, checkpoint=path)
+        await asyncio.sleep(rng.uniform(0.0, 0.08))
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+        delivered = {r.ctx.data_id for r in run.results.records}
+        with sqlite3.connect(path) as db:
+            recorded = {d for (d,) in db.execute("SELECT data_id FROM async_dag_checkpoint")}
+        assert recorded == delivered
+        rerun = await pipeline.run_stream(range(300), key=lambda x: x, checkpoint=path)
+        again = [r.ctx.data_id for r in rerun.records]
+        assert sorted(again) == sorted(set(map(str, range(300))) - delivered)
+        assert len(Checkpoint(path, name=f"ckpt{i}")) == 300
+        await nothing_left()
