@@ -267,7 +267,7 @@ def graphs(draw):
     n = draw(st.integers(1, 6))
     raw = []
     for _ in range(n):
-        family = draw(st.sampled_from(["plain"] * 4 + ["batch", "join"]))
+        family = draw(st.sampled_from(["plain"] * 4 + ["batch", "join", "join"]))
         kind = draw(st.sampled_from({"plain": PLAIN, "batch": BATCH, "join": JOIN}[family]))
         retries = draw(st.integers(0, 2))
         threaded = kind in ("sync", "sgen", "batch_sync", "join_sync")
@@ -297,6 +297,12 @@ def graphs(draw):
         mod = draw(st.sampled_from([0, 0, 2, 3]))
         boom = draw(st.sampled_from([0, 0, 0, 13]))
         edges.append(EdgeSpec(i, j, mod, draw(st.integers(0, max(mod - 1, 0))), boom=boom))
+    for i, s in enumerate(raw):  # give most joins two incoming edges or more
+        if s.kind in JOIN and i >= 2:
+            for k in draw(st.lists(st.integers(0, i - 1), min_size=2, max_size=3, unique=True)):
+                if not any(e.source == k and e.target == i for e in edges):
+                    mod = draw(st.sampled_from([0, 0, 2, 3]))
+                    edges.append(EdgeSpec(k, i, mod, draw(st.integers(0, max(mod - 1, 0)))))
     back = [(j, i) for i in range(n) for j in range(i, n)]  # loop edges point backwards
     for j, i in draw(st.lists(st.sampled_from(back), unique=True, max_size=2)):
         if any(e.source == j and e.target == i for e in edges):
