@@ -306,3 +306,22 @@ async def test_cancelled_runs_show_empty_queues(no_leftover_tasks):
     assert final.state == "cancelled"
     assert all(n.queue_depth == 0 and n.in_flight == 0 for n in final.nodes.values())
     assert final.nodes["a"].emitted == 0
+
+
+@pytest.mark.parametrize("timeout", [None, 5])
+async def test_a_handlers_own_timeout_error_is_its_failure(timeout):
+    """A TimeoutError the handler raises itself is kept as it is, with or without timeout=."""
+
+    async def f(ctx, x):
+        raise TimeoutError("the service did not answer")
+
+    async def gen(ctx, x):
+        raise TimeoutError("the service did not answer")
+        yield x
+
+    for fn in (f, gen):
+        result = await run_function_pipeline(
+            [1], fn, on_error="collect", retries=1, timeout=timeout
+        )
+        [error] = result.errors
+        assert str(error.exception) == "the service did not answer"

@@ -119,6 +119,7 @@ class NodeRuntime:
                 await self.wait_turn()
             error: BaseException | None = None
             value: Any = None
+            scope: asyncio.Timeout | None = None
             try:
                 if self.threaded:
                     assert self.lanes is not None
@@ -134,12 +135,15 @@ class NodeRuntime:
                     elif type(value) is CoroutineType:
                         error, value = self.returned_coroutine(value), None
                 else:
-                    async with asyncio.timeout(self.timeout) as scope:
+                    scope = asyncio.timeout(self.timeout)
+                    async with scope:
                         value = await self.handler(ctx, payload)
                     if scope.expired():  # it swallowed the cancellation and returned anyway
                         error = self.timed_out()
-            except TimeoutError:
-                error = self.timed_out()
+            except TimeoutError as exc:
+                # ours when the thread's clock or this scope ran out; else the handler's own
+                ours = self.threaded or (scope is not None and scope.expired())
+                error = self.timed_out() if ours else exc
             except Exception as exc:
                 error = exc
             if error is None:
@@ -257,18 +261,21 @@ class NodeRuntime:
         timeout = self.timeout
         try:
             while True:
+                scope: asyncio.Timeout | None = None
                 try:
                     if timeout is None:
                         value = await agen.__anext__()
                     else:
-                        async with asyncio.timeout(timeout) as scope:
+                        scope = asyncio.timeout(timeout)
+                        async with scope:
                             value = await agen.__anext__()
                         if scope.expired():
                             raise self.timed_out()
                 except StopAsyncIteration:
                     return produced
-                except TimeoutError:
-                    raise _Failed(self.timed_out(), produced > 0) from None
+                except TimeoutError as exc:
+                    ours = scope is not None and scope.expired()
+                    raise _Failed(self.timed_out() if ours else exc, produced > 0) from None
                 except Exception as exc:
                     raise _Failed(exc, produced > 0) from None
                 produced += 1
@@ -295,8 +302,9 @@ class NodeRuntime:
                             raise _Failed(value, produced > 0)
                 except _Failed:
                     raise
-                except TimeoutError:
-                    raise _Failed(self.timed_out(), produced > 0) from None
+                except TimeoutError as exc:  # from the lane's clock, or the handler's own
+                    error = self.timed_out() if lanes is not None else exc
+                    raise _Failed(error, produced > 0) from None
                 except Exception as exc:
                     raise _Failed(exc, produced > 0) from None
                 if value is _END:
