@@ -15,6 +15,7 @@ would otherwise take minutes; every other test keeps it on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import threading
@@ -706,3 +707,64 @@ def test_random_function_pipelines_match_the_reference(run):
         assert sorted(got) == sorted(want)
     assert sorted(got) == sorted(streamed)
     assert sorted(e.ctx.data_id for e in result.errors) == failed
+
+
+# -- the same graphs, cancelled at random points ----------------------------------------
+
+
+class _Finishes:
+    """A monitor that counts finish calls (a plain Monitor subclass, made lazily)."""
+
+    @staticmethod
+    def make():
+        from async_dag import Monitor
+
+        class Finishes(Monitor):
+            interval = 0.001
+
+            def __init__(self) -> None:
+                self.finished: list[BaseException | None] = []
+
+            def finish(self, stats, error):
+                self.finished.append(error)
+
+        return Finishes()
+
+
+@pytest.mark.timeout(120)
+@settings(max_examples=EXAMPLES // 10, deadline=None, suppress_health_check=list(HealthCheck))
+@given(graphs(), st.floats(0.0, 0.004), st.booleans())
+def test_random_dags_cancelled_at_random_points_leave_nothing(graph, delay, twice):
+    """A random DAG cancelled at a random moment (once or twice) ends cancelled, its
+    monitor finished once, with no task of it left and its queues shown empty."""
+    specs, edges, inputs = graph
+    pipeline = build(specs, edges, Probe())
+    monitor = _Finishes.make()
+    run = Run(pipeline, RunOptions.check(inputs * 20, on_error="collect", monitor=monitor))
+
+    async def main():
+        task = asyncio.ensure_future(run.collect())
+        await asyncio.sleep(delay)
+        task.cancel()
+        if twice:
+            await asyncio.sleep(0)
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(task), 30)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("async_dag")]
+
+    left = asyncio.run(main(), debug=False)
+    assert left == []
+    assert len(monitor.finished) == 1
+    deadline = time.monotonic() + 2.0  # a cancelled threaded call ends on its own, soon
+    while time.monotonic() < deadline and any(
+        t.name.startswith("async_dag") for t in threading.enumerate()
+    ):
+        time.sleep(0.001)
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("async_dag")]
+    stats = run.snapshot()
+    assert stats.state in ("cancelled", "done")
+    for s in stats.nodes.values():
+        assert s.in_flight == 0 and s.queue_depth == 0
