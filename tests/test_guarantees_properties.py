@@ -681,7 +681,8 @@ def test_random_function_pipelines_match_the_reference(run):
     from async_dag import iter_function_pipeline, run_function_pipeline
 
     spec, inputs, ordered = run
-    fn = make_handler("f", spec, Probe())
+    probe = Probe()
+    fn = make_handler("f", spec, probe)
     options = {
         "concurrency": spec.concurrency,
         "ordered": ordered,
@@ -707,6 +708,7 @@ def test_random_function_pipelines_match_the_reference(run):
         assert sorted(got) == sorted(want)
     assert sorted(got) == sorted(streamed)
     assert sorted(e.ctx.data_id for e in result.errors) == failed
+    assert probe.peak["f"] <= spec.concurrency
 
 
 # -- the same graphs, cancelled at random points ----------------------------------------
