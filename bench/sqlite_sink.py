@@ -8,7 +8,7 @@ per write:
   ``executemany`` and ``commit`` per call (a plain ``def``, so it runs in a worker
   thread, as a blocking write should);
 - async_dag one row per call: the same task without ``batch_size``, one ``execute``
-  and ``commit`` per row (run on a tenth of the rows: it is that much slower).
+  and ``commit`` per row (run on a hundredth of the rows: it is that much slower).
 
 Each run counts the rows in the table afterwards: that is its output count.
 """
@@ -107,7 +107,7 @@ def workload_sqlite(scale: float, rounds: int) -> list[Row]:
         Impl(
             "async_dag one row per call",
             one_by_one,
-            items=max(100, items // 10),
+            items=max(100, items // 100),
             note="a transaction per row",
         ),
     ]

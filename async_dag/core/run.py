@@ -24,12 +24,13 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import routing, sinks
 from .batches import Batcher
 from .context import PipelineContext, derive, input_context, log_extra
+from .context import _new as new_context
 from .definition import upstream_of
 from .errors import ItemError
 from .joins import Joiner
@@ -37,7 +38,7 @@ from .node import NodeRuntime
 from .observer import notify
 from .options import RunOptions, make_rate_limit
 from .ordering import Reorder
-from .queue import NodeQueue, QueueClosed
+from .queue import NodeQueue, QueueClosed, _wake
 from .results import NodeStats, RunResult, RunStats
 from .tracking import Lineage, Tracker
 from .worker import work
@@ -283,6 +284,13 @@ class Run:
                     pending = self._admit(payload)
                     if pending is not None:
                         await pending
+            elif (
+                len(self.sources) == 1
+                and self.session is None
+                and self.reorder is None
+                and self.tracker is None
+            ):
+                await self._feed_plain(inputs)
             else:
                 for payload in inputs:
                     pending = self._admit(payload)
@@ -301,6 +309,37 @@ class Run:
         self.feeding = False
         if self.active == self.parked:
             self.idle()
+
+    async def _feed_plain(self, inputs: Iterator[Any]) -> None:
+        """The feeder's hot path: :meth:`_admit` and :meth:`_enter` inlined for a sync
+        iterator into one source, with no checkpoint, reordering or tracking."""
+        key, prefix = self.options.key, self.options.id_prefix
+        run_id, metadata = self.run_id, self.options.metadata
+        source = self.sources[0]
+        queue, path = source.queue, (source.id,)
+        items, getters = queue._items, queue._getters
+        for payload in inputs:
+            position = self.inputs
+            self.inputs = position + 1
+            if key is None:
+                data_id = prefix + str(position)
+            else:
+                try:
+                    data_id = str(key(payload))
+                except Exception as exc:
+                    self.fail_input(position, payload, exc)
+                    continue
+            self.entered += 1
+            item = (new_context(PipelineContext, (run_id, data_id, path, 0, metadata)), payload)
+            self.active += 1
+            if len(items) < queue.maxsize:  # NodeQueue.offer, inlined
+                items.append(item)
+                if len(items) > queue.max_depth:
+                    queue.max_depth = len(items)
+                if getters:
+                    _wake(getters)
+            else:
+                await queue.put(item)
 
     def _admit(self, payload: Any) -> Awaitable[None] | None:
         """Send one input to every source; an awaitable when a queue is full."""

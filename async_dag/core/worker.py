@@ -6,7 +6,8 @@ whose handler is an ``async def`` or an inline ``def`` with no retries, timeout,
 limit, batch or join is called right here, one coroutine per payload (the handler's
 own); every other node hands the payload to its ``invoke`` (retries, threads,
 generators, batches, joins, input order), which ends the payload's share of the work
-itself.
+itself. When the output of a direct call takes over its payload's place in the run's
+count (:func:`~async_dag.core.routing.handing_on`), the worker leaves the count alone.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from types import CoroutineType
 from typing import TYPE_CHECKING
 
 from .queue import EMPTY, QueueClosed
+from .routing import handing_on
 
 if TYPE_CHECKING:
     from .node import NodeRuntime
@@ -27,6 +29,9 @@ async def work(node: NodeRuntime) -> None:
     take, get = node.queue.take, node.queue.get
     handler, emit, invoke = node.handler, node.emit, node.invoke
     direct, awaits = node.direct, node.awaits
+    variant = handing_on(emit) if direct else None
+    if variant is not None:
+        emit = variant
     try:
         while True:
             item = take()
@@ -51,6 +56,9 @@ async def work(node: NodeRuntime) -> None:
                 pending = emit(ctx, value)
                 if pending is not None:
                     await pending
+                if variant is not None:  # the output counts in the payload's place
+                    node.in_flight -= 1
+                    continue
             node.in_flight -= 1
             run.active -= 1
             if run.active == run.parked:
