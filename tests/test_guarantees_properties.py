@@ -390,6 +390,7 @@ class Reference:
         self.errors: Counter[Any] = Counter()
         self.calls: Counter[Any] = Counter()
         self.stats = {i: Counter() for i in range(n)}
+        self.failed_ids: set[str] = set()  # inputs with a failure anywhere (dead letters too)
 
     def run(self, inputs: list[int]) -> None:
         for k, v in enumerate(inputs):
@@ -424,6 +425,7 @@ class Reference:
         self.step(j, (f"n{j}",), sum(got.values()) % M, data_id, work, counted=True)
 
     def failure(self, node: int, path, payload: int, data_id: str, kind: str, work) -> None:
+        self.failed_ids.add(data_id)
         self.stats[node]["failed"] += 1
         target = self.dead.get(node)
         if target is None:
@@ -771,3 +773,47 @@ def test_random_dags_cancelled_at_random_points_leave_nothing(graph, delay, twic
     assert stats.state in ("cancelled", "done")
     for s in stats.nodes.values():
         assert s.in_flight == 0 and s.queue_depth == 0
+
+
+# -- the same graphs with a checkpoint ----------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+@settings(max_examples=EXAMPLES // 10, deadline=None, suppress_health_check=list(HealthCheck))
+@given(graphs())
+def test_random_dags_checkpoint_exactly_the_inputs_that_succeeded(tmp_path_factory, graph):
+    """With a checkpoint, a random DAG records exactly the inputs with no failure
+    anywhere (a dead letter is a failure), and a rerun skips just those and redoes the
+    others with the same outcome."""
+    import sqlite3
+
+    specs, edges, inputs = graph
+    path = tmp_path_factory.mktemp("ckpt") / "ckpt.db"
+    ref = Reference(specs, edges)
+    ref.run(inputs)
+    done = {str(k) for k in range(len(inputs))} - ref.failed_ids
+    joins = {f"n{j}" for j in ref.joins}
+
+    async def main():
+        pipeline = build(specs, edges, Probe())
+        first = await asyncio.wait_for(
+            pipeline.run_stream(inputs, on_error="collect", checkpoint=path), 30
+        )
+        with sqlite3.connect(path) as db:
+            recorded = {d for (d,) in db.execute("SELECT data_id FROM async_dag_checkpoint")}
+        again = await asyncio.wait_for(
+            pipeline.run_stream(inputs, on_error="collect", checkpoint=path), 30
+        )
+        return first, recorded, again
+
+    first, recorded, again = asyncio.run(main(), debug=False)
+    assert recorded == done
+    assert again.stats.skipped == len(done)
+    got = Counter(
+        (r.ctx.data_id, r.node, r.value, normal(r.ctx.path, joins)) for r in again.records
+    )
+    want = Counter(
+        {(d, n, v, normal(p, joins)): c for (d, n, v, p), c in ref.records.items() if d not in done}
+    )
+    assert got == want
+    assert len(first.errors) == sum(ref.errors.values())
