@@ -2,10 +2,12 @@
 
 A random graph mixes branches, fan-out, loops, batch tasks, joins, error edges, rate
 limits, retries with back-off, timeouts, async/sync/generator handlers (threaded and
-inline) and failing items. Each graph runs on the engine and through a small synchronous
-reference interpreter of the contract (tests/test_properties.py's, extended): records,
-errors, per-node counters and every join call must match exactly, and the run's books
-must be empty at the end (no lineage tracked, nothing parked, nothing active).
+inline), predicates that raise and failing items. Each graph runs on the engine and
+through a small synchronous reference interpreter of the contract (tests/test_properties.py's,
+extended): records, errors, per-node counters and every join call must match exactly,
+and the run's books must be empty at the end (no lineage tracked, nothing parked,
+nothing active). The same graphs also run under on_error="raise", cancelled at random
+moments, and twice on one checkpoint; function pipelines get a property of their own.
 
 These tests run their own event loop with asyncio's debug mode off: debug mode makes
 every task and callback some ten times slower, and the thousands of tiny examples here
