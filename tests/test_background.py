@@ -83,3 +83,26 @@ def test_start_without_a_running_loop_says_to_await():
         pipeline.start([1])
     with pytest.raises(RuntimeError, match="await"):
         start_function_pipeline([1], slow)
+
+
+async def test_a_cancelled_run_reports_what_it_cut_off(no_leftover_tasks):
+    """After a cancel, inputs minus cut_off is what really finished: the monitor's done."""
+    from async_dag import Monitor
+    from async_dag.observe.rates import Progress
+
+    final = []
+
+    class Last(Monitor):
+        def finish(self, stats, error):
+            final.append(stats)
+
+    run = start_function_pipeline(range(1000), slow, concurrency=2, monitor=Last())
+    while len(run.results) < 20:
+        await asyncio.sleep(0.01)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    [stats] = final
+    progress = Progress()
+    progress.sample(stats, state="cancelled")
+    assert progress.done == len(run.results) == stats.inputs - stats.cut_off

@@ -209,6 +209,7 @@ def snapshot(
     state: str = "running",
     errors: tuple[tuple[str, str, str], ...] = (),
     name: str = "synthetic",
+    cut_off: int = 0,
 ) -> RunStats:
     """A RunStats built by hand: ``nodes`` maps ids to NodeStats counters."""
     built = {
@@ -226,6 +227,7 @@ def snapshot(
         errors=len(errors),
         nodes=built,
         total=total,
+        cut_off=cut_off,
         state=state,
         recent_errors=errors,
     )
@@ -292,7 +294,14 @@ def test_cut_off_inputs_are_not_done_after_a_cancel():
     )
     # the engine empties the queue counters when it cancels; 10 inputs were cut off
     monitor.finish(
-        snapshot({"a": {"received": 60}}, elapsed=1.1, inputs=60, total=100, state="cancelled"),
+        snapshot(
+            {"a": {"received": 60}},
+            elapsed=1.1,
+            inputs=60,
+            total=100,
+            state="cancelled",
+            cut_off=10,
+        ),
         asyncio.CancelledError(),
     )
     assert monitor.state == "cancelled"

@@ -47,6 +47,8 @@ class PipelineRun:
         self._task: asyncio.Task[RunResult] = loop.create_task(
             run.collect(), name=f"async_dag:{run.run_id}:background"
         )
+        run.bind(self._task)
+        run.begin_monitors()  # now, from the caller: a notebook shows the panel in its cell
         self._task.add_done_callback(self._ended)
 
     @property

@@ -64,6 +64,7 @@ class RunStats:
     state: str = "running"  # "running", then "done", "failed" or "cancelled"
     # the last few failures as (node, data_id, "ExcType: message"), newest last
     recent_errors: tuple[tuple[str, str, str], ...] = ()
+    cut_off: int = 0  # payloads a cancel or a failure stopped before they were done
 
     @property
     def rate(self) -> float:

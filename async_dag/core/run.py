@@ -81,6 +81,8 @@ class Run:
         self._done: asyncio.Future[None] | None = None
         self._task: asyncio.Task[Any] | None = None
         self.monitors: list[Monitor] = [options.monitor] if options.monitor is not None else []
+        self._monitors_begun = False
+        self.cut_off = 0
         self._sampler: asyncio.Task[None] | None = None
         self._started = 0.0
         self._ended: float | None = None
@@ -265,9 +267,18 @@ class Run:
             self._done.set_result(None)
 
     def _close_queues(self) -> None:
+        if not self.closing and (self.feeding or self.active):
+            # what a stop cuts off: payloads still queued, handled or waiting in a batch,
+            # and an input pulled but still waiting to enter (ordered runs' window)
+            waiting = self.inputs - self.entered - self.skipped - self.input_failures
+            self.cut_off = self.active + waiting
         self.closing = True
         for node in self.nodes.values():
             node.queue.close()
+
+    def bind(self, task: asyncio.Task[Any]) -> None:
+        """The task that runs this run (what ``cancel`` cancels), known before it starts."""
+        self._task = task
 
     def cancel(self) -> None:
         """Cancel just this run (what a monitor's stop button calls)."""
@@ -423,6 +434,7 @@ class Run:
             skipped=self.skipped,
             state=self.state,
             recent_errors=tuple(self.recent),
+            cut_off=self.cut_off,
         )
 
     def _signature(self) -> tuple[Any, ...]:
@@ -452,12 +464,20 @@ class Run:
                 for monitor in self.monitors:
                     notify(monitor.update, stats)
 
+    def begin_monitors(self) -> None:
+        """Attach and start the monitors (a background run does it before its task runs,
+        so a notebook shows the panel in the cell that started it)."""
+        self._monitors_begun = True
+        for monitor in self.monitors:
+            notify(monitor.attach, self.pipeline, self.cancel)
+            notify(monitor.start, self.snapshot())
+
     def add_monitor(self, monitor: Monitor) -> None:
         """Show this run on one more monitor, also once it is going (a background run
         displayed in a notebook); a run that has ended shows its final state."""
         if monitor in self.monitors:
             return
-        if not self._started:  # not begun yet: it starts with the others
+        if not self._monitors_begun:  # not begun yet: it starts with the others
             self.monitors.append(monitor)
             return
         notify(monitor.attach, self.pipeline, None if self._ended is not None else self.cancel)
@@ -477,14 +497,14 @@ class Run:
         """Run to the end; raise the first failure under ``on_error="raise"``."""
         loop = asyncio.get_running_loop()
         self._done = loop.create_future()
-        self._task = asyncio.current_task()
+        if self._task is None:
+            self._task = asyncio.current_task()
         self.debug = log.isEnabledFor(logging.DEBUG)
         self._started = time.perf_counter()
         tasks: list[asyncio.Task[None]] = []
         error: BaseException | None = None
-        for monitor in self.monitors:
-            notify(monitor.attach, self.pipeline, self.cancel)
-            notify(monitor.start, self.snapshot())
+        if not self._monitors_begun:
+            self.begin_monitors()
         try:
             if self.session is not None:
                 await self.session.open()

@@ -53,8 +53,8 @@ class Progress:
     ``inputs`` minus the payloads queued or in flight in any node (for a chain that is
     exact; a fan-out holds several payloads per input, so it can only under-count),
     never going back during a run. At a successful end every input is done. After a
-    cancel or a failure the engine empties the queue counters, so the figure from the
-    last live snapshot is kept: what was cut off is not done. Inputs a checkpoint
+    cancel or a failure the engine empties the queues and reports how many payloads it
+    cut off (``cut_off``): those are not done. Inputs a checkpoint
     skipped are among ``inputs`` (pulled, then skipped), so they count as done at once.
     ``rate`` is inputs done per second over the last ``ETA_WINDOW`` seconds (the run's
     average at the end); ``eta`` is None until it means something (a known total, at
@@ -82,8 +82,8 @@ class Progress:
             done = stats.inputs
         elif state == "running" or left:
             done = max(self.done, stats.inputs - left)
-        else:  # ended early with the counters emptied: keep the last live figure
-            done = self.done
+        else:  # stopped early: what the engine cut off (stats.cut_off) is not done
+            done = stats.inputs - stats.cut_off
         done = max(min(done, stats.inputs), 0)
         self.total = stats.total
         if self.total is not None:
