@@ -89,7 +89,7 @@ def test_a_killed_checkpointed_run_resumes_without_loss(tmp_path: Path, seed: in
     kills = 0
     for _ in range(2):
         proc = start(out, ckpt)
-        time.sleep(rng.uniform(0.5, 2.2))
+        time.sleep(rng.uniform(0.4, 1.8))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
