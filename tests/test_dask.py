@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +191,9 @@ async def test_cancel_on_the_cluster_cancels_the_futures(client: Client, tmp_pat
 def test_a_killed_dask_worker_names_the_batch() -> None:
     """A dask worker SIGKILLed by batch 1: a clear error naming batch 1 within seconds,
     and no process is left once the cluster is closed."""
+    # multiprocessing's resource tracker lives as long as this process: start it first
+    # so it is not taken for a process the cluster left behind
+    resource_tracker.ensure_running()
     me = psutil.Process()
     before = {child.pid for child in me.children(recursive=True)}
 
