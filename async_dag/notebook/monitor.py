@@ -98,6 +98,15 @@ def _kind(state: str) -> str:
     return state.split(":", 1)[0]
 
 
+def current_cell() -> int | None:
+    """The execution count of the cell running now (None outside IPython)."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    count = getattr(shell, "execution_count", None)
+    return count if isinstance(count, int) else None
+
+
 class PipelineMonitor(Monitor):
     """A widget panel that follows a run: progress, graph, per-node counters, errors.
 
@@ -115,6 +124,7 @@ class PipelineMonitor(Monitor):
         import ipywidgets
 
         self.display_on_start = display_on_start
+        self.shown_in: int | None = None  # the execution count of the cell it was shown in
         self.stats: RunStats | None = None
         self.state = "idle"
         self.progress = Progress()
@@ -494,6 +504,7 @@ class PipelineMonitor(Monitor):
         ended = self.state not in ("idle", "running")
         bundle = self._static_bundle() if ended else self._live_bundle()
         self._live_shown = not ended
+        self.shown_in = current_cell()
         display(bundle, raw=True, display_id=self._display_id)  # type: ignore[no-untyped-call]
 
     def _update_display(self, *, live: bool) -> None:

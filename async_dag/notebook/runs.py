@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .monitor import PipelineMonitor
+from .monitor import PipelineMonitor, current_cell
 
 if TYPE_CHECKING:
     from ..core.run import Run
@@ -28,6 +28,8 @@ def display_run(run: Run) -> None:
     run's counters now (its name, graph and zeros) instead of an empty "idle" one.
     """
     monitor = run_monitor(run)
+    if monitor.shown_in is not None and monitor.shown_in == current_cell():
+        return  # monitor=True showed it in this very cell already
     if monitor.stats is None:
         on_start, monitor.display_on_start = monitor.display_on_start, False
         try:  # shown just below, once (monitor=True would show it at start too)
