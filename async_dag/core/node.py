@@ -54,6 +54,8 @@ class NodeRuntime:
         self.queue = NodeQueue(task.bound)
         self.lanes = Lanes(f"async_dag:{task.id}") if self.threaded else None
         self.emit: Emit = _unset_emit
+        # a direct worker's single edge: the output takes its payload's place in the count
+        self.hand_on: Emit | None = None
         self.error_target: NodeRuntime | None = None
         self.joins_below: tuple[int, ...] = ()  # joins this node can still reach
         self.join_index: int | None = None
@@ -69,7 +71,7 @@ class NodeRuntime:
         """Threaded calls given up on (timed out, or still running when the run ended)."""
         return self.lanes.abandoned if self.lanes is not None else 0
 
-    def choose_path(self, tracking: bool) -> None:
+    def choose_path(self) -> None:
         """Decide once whether the worker loop may call the handler itself."""
         task = self.task
         self.direct = (
@@ -79,7 +81,6 @@ class NodeRuntime:
             and self.limit is None
             and task.batch_size is None
             and not task.join
-            and not tracking
         )
 
     # -- the general path ------------------------------------------------------------

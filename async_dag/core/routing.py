@@ -7,31 +7,26 @@ its outputs to the run's destination (:mod:`.sinks`). Routing adds one to the ru
 ``active`` count per payload it sends on; the worker removes the payload it handled.
 One exception, the hot path of a chain: along the one unconditional edge of a node in
 a run without completion tracking, the output takes over its payload's place in the
-count, so neither side touches it (:func:`handing_on` gives the worker that variant of
-the edge's ``emit``, once).
+count, so neither side touches it (:func:`hand_on`, chosen once per node).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import weakref
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from .context import PipelineContext, derive, log_extra
-from .context import _new as new_context
 from .definition import TaskTransition, describe_predicate
 from .errors import LoopLimitExceeded
 from .node import Emit, NodeRuntime
-from .queue import NodeQueue, _wake
+from .queue import NodeQueue
 
 if TYPE_CHECKING:
     from .run import Run
 
 log = logging.getLogger("async_dag")
-# single-edge emits -> their variant whose output takes over its payload's count
-_HANDING_ON: weakref.WeakKeyDictionary[Emit, Emit] = weakref.WeakKeyDictionary()
 
 
 class Edge:
@@ -59,51 +54,37 @@ async def put_all(blocked: list[tuple[NodeQueue, Any]]) -> None:
         await queue.put(item)
 
 
-def handing_on(emit: Emit) -> Emit | None:
-    """The variant of ``emit`` whose output takes over its payload's place in
-    ``run.active`` (for a worker that then leaves the count alone), or None."""
-    return _HANDING_ON.get(emit)
-
-
 def single_edge(run: Run, target: NodeRuntime) -> Emit:
-    """One unconditional edge: the hot path of a chain.
-
-    Without tracking it has a variant for direct calls (:func:`handing_on`) with the
-    hop inlined (the context built and the queue's ``offer`` done here) that leaves
-    ``run.active`` alone: one output per payload, which takes the payload's place.
-    """
+    """One unconditional edge: the hot path of a chain."""
     queue, target_id = target.queue, target.id
+    offer = queue.offer
     tracker = run.tracker
-    hand_on: Emit | None = None
-    if tracker is None:
-        items, getters = queue._items, queue._getters
-        context_type = PipelineContext
-
-        def hand_on(ctx: PipelineContext, value: Any) -> Awaitable[None] | None:
-            item = (
-                new_context(context_type, (ctx[0], ctx[1], (*ctx[2], target_id), 0, ctx[4])),
-                value,
-            )
-            if len(items) < queue.maxsize:  # NodeQueue.offer, inlined
-                items.append(item)
-                if len(items) > queue.max_depth:
-                    queue.max_depth = len(items)
-                if getters:
-                    _wake(getters)
-                return None
-            return queue.put(item)
 
     def emit(ctx: PipelineContext, value: Any) -> Awaitable[None] | None:
         item = (derive(ctx, target_id), value)
         run.active += 1
         if tracker is not None:
             tracker.enter(ctx[1], target)
-        if queue.offer(item):
+        if offer(item):
             return None
         return queue.put(item)
 
-    if hand_on is not None:
-        _HANDING_ON[emit] = hand_on
+    return emit
+
+
+def hand_on(target: NodeRuntime) -> Emit:
+    """One unconditional edge, for a worker that calls its handler directly in a run
+    without completion tracking: the output takes over its payload's place in
+    ``run.active``, so neither side touches the count."""
+    queue, target_id = target.queue, target.id
+    offer = queue.offer
+
+    def emit(ctx: PipelineContext, value: Any) -> Awaitable[None] | None:
+        item = (derive(ctx, target_id), value)
+        if offer(item):
+            return None
+        return queue.put(item)
+
     return emit
 
 

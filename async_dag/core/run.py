@@ -24,13 +24,12 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any
 
 from . import routing, sinks
 from .batches import Batcher
 from .context import PipelineContext, derive, input_context, log_extra
-from .context import _new as new_context
 from .definition import upstream_of
 from .errors import ItemError
 from .joins import Joiner
@@ -38,7 +37,7 @@ from .node import NodeRuntime
 from .observer import notify
 from .options import RunOptions, make_rate_limit
 from .ordering import Reorder
-from .queue import NodeQueue, QueueClosed, _wake
+from .queue import NodeQueue, QueueClosed
 from .results import NodeStats, RunResult, RunStats
 from .tracking import Lineage, Tracker
 from .worker import work
@@ -132,9 +131,11 @@ class Run:
                     node.emit = sinks.collect(self, node)
             elif len(out) == 1 and out[0].when is None and out[0].max_loops is None:
                 node.emit = routing.single_edge(self, out[0].target)
+                if self.tracker is None:
+                    node.hand_on = routing.hand_on(out[0].target)
             else:
                 node.emit = routing.edges(self, node, out)
-            node.choose_path(self.tracker is not None)
+            node.choose_path()
         for batcher in self.batchers:
             batcher.node.invoke = batcher.invoke
         for joiner in self.joiners:
@@ -295,13 +296,6 @@ class Run:
                     pending = self._admit(payload)
                     if pending is not None:
                         await pending
-            elif (
-                len(self.sources) == 1
-                and self.session is None
-                and self.reorder is None
-                and self.tracker is None
-            ):
-                await self._feed_plain(inputs)
             else:
                 for payload in inputs:
                     pending = self._admit(payload)
@@ -320,37 +314,6 @@ class Run:
         self.feeding = False
         if self.active == self.parked:
             self.idle()
-
-    async def _feed_plain(self, inputs: Iterator[Any]) -> None:
-        """The feeder's hot path: :meth:`_admit` and :meth:`_enter` inlined for a sync
-        iterator into one source, with no checkpoint, reordering or tracking."""
-        key, prefix = self.options.key, self.options.id_prefix
-        run_id, metadata = self.run_id, self.options.metadata
-        source = self.sources[0]
-        queue, path = source.queue, (source.id,)
-        items, getters = queue._items, queue._getters
-        for payload in inputs:
-            position = self.inputs
-            self.inputs = position + 1
-            if key is None:
-                data_id = prefix + str(position)
-            else:
-                try:
-                    data_id = str(key(payload))
-                except Exception as exc:
-                    self.fail_input(position, payload, exc)
-                    continue
-            self.entered += 1
-            item = (new_context(PipelineContext, (run_id, data_id, path, 0, metadata)), payload)
-            self.active += 1
-            if len(items) < queue.maxsize:  # NodeQueue.offer, inlined
-                items.append(item)
-                if len(items) > queue.max_depth:
-                    queue.max_depth = len(items)
-                if getters:
-                    _wake(getters)
-            else:
-                await queue.put(item)
 
     def _admit(self, payload: Any) -> Awaitable[None] | None:
         """Send one input to every source; an awaitable when a queue is full."""

@@ -7,7 +7,7 @@ limit, batch or join is called right here, one coroutine per payload (the handle
 own); every other node hands the payload to its ``invoke`` (retries, threads,
 generators, batches, joins, input order), which ends the payload's share of the work
 itself. When the output of a direct call takes over its payload's place in the run's
-count (:func:`~async_dag.core.routing.handing_on`), the worker leaves the count alone.
+count (:func:`~async_dag.core.routing.hand_on`), the worker leaves the count alone.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from types import CoroutineType
 from typing import TYPE_CHECKING
 
 from .queue import EMPTY, QueueClosed
-from .routing import handing_on
 
 if TYPE_CHECKING:
     from .node import NodeRuntime
@@ -29,7 +28,8 @@ async def work(node: NodeRuntime) -> None:
     take, get = node.queue.take, node.queue.get
     handler, emit, invoke = node.handler, node.emit, node.invoke
     direct, awaits = node.direct, node.awaits
-    variant = handing_on(emit) if direct else None
+    tracker = run.tracker
+    variant = node.hand_on if direct else None
     if variant is not None:
         emit = variant
     try:
@@ -60,6 +60,8 @@ async def work(node: NodeRuntime) -> None:
                     node.in_flight -= 1
                     continue
             node.in_flight -= 1
+            if tracker is not None:
+                tracker.leave(ctx[1], node)
             run.active -= 1
             if run.active == run.parked:
                 run.idle()
