@@ -325,7 +325,7 @@ async def test_a_cancelled_checkpointed_run_records_exactly_what_it_delivered(tm
         with contextlib.suppress(asyncio.CancelledError):
             await run
         delivered = {r.ctx.data_id for r in run.results.records}
-        with sqlite3.connect(path) as db:
+        with contextlib.closing(sqlite3.connect(path)) as db, db:
             recorded = {d for (d,) in db.execute("SELECT data_id FROM async_dag_checkpoint")}
         assert recorded == delivered
         rerun = await pipeline.run_stream(range(300), key=lambda x: x, checkpoint=path)

@@ -11,6 +11,7 @@ a kill made the rerun redo (at least once, and at most what the last second fini
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import signal
 import sqlite3
@@ -29,7 +30,7 @@ REDONE: list[int] = []  # rows written more than once, per scenario (GUARANTEES.
 def child(out: str, ckpt: str, items: int) -> None:
     from async_dag import Checkpoint, PipelineBuilder
 
-    with sqlite3.connect(out) as db:
+    with contextlib.closing(sqlite3.connect(out)) as db, db:
         db.execute("CREATE TABLE IF NOT EXISTS done (id INTEGER PRIMARY KEY, writes INTEGER)")
 
     async def work(ctx, x):
@@ -39,7 +40,7 @@ def child(out: str, ckpt: str, items: int) -> None:
         return x
 
     def store(ctx, rows):
-        with sqlite3.connect(out, timeout=30) as db:
+        with contextlib.closing(sqlite3.connect(out, timeout=30)) as db, db:
             db.executemany(
                 "INSERT INTO done (id, writes) VALUES (?, 1) "
                 "ON CONFLICT (id) DO UPDATE SET writes = writes + 1",
@@ -72,7 +73,7 @@ def start(out: Path, ckpt: Path) -> subprocess.Popen[str]:
 def rows(out: Path) -> list[tuple[int, int]]:
     if not out.exists():
         return []
-    with sqlite3.connect(out) as db:
+    with contextlib.closing(sqlite3.connect(out)) as db, db:
         try:
             return db.execute("SELECT id, writes FROM done ORDER BY id").fetchall()
         except sqlite3.OperationalError:  # killed before the table existed

@@ -801,7 +801,7 @@ def test_random_dags_checkpoint_exactly_the_inputs_that_succeeded(tmp_path_facto
         first = await asyncio.wait_for(
             pipeline.run_stream(inputs, on_error="collect", checkpoint=path), 30
         )
-        with sqlite3.connect(path) as db:
+        with contextlib.closing(sqlite3.connect(path)) as db, db:
             recorded = {d for (d,) in db.execute("SELECT data_id FROM async_dag_checkpoint")}
         again = await asyncio.wait_for(
             pipeline.run_stream(inputs, on_error="collect", checkpoint=path), 30
