@@ -38,8 +38,7 @@ class Reorder:
         self.done: set[int] = set()
         self.releasing = False
         self._feeder: asyncio.Future[None] | None = None  # the feeder, waiting for room
-        # decided once: the node's handler may be awaited here directly
-        self.invoke = self.invoke_direct if node.direct else self.invoke_general
+        self.invoke = self.invoke_general
 
     async def admit(self, entered: int) -> None:
         """The feeder's wait until input number ``entered`` fits in the window."""
@@ -64,27 +63,6 @@ class Reorder:
             buffer.append((ctx, value))
 
         await node.handle(ctx, payload, keep)
-        node.in_flight -= 1
-        self.done.add(index)
-        if index == self.head and not self.releasing:
-            await self.release()
-
-    async def invoke_direct(self, ctx: PipelineContext, payload: Any) -> None:
-        """:meth:`invoke_general` for a plain ``async def`` with no options: one
-        output, or one failure, per input."""
-        node = self.node
-        index = self.taken
-        self.taken += 1
-        node.received += 1
-        node.in_flight += 1
-        try:
-            value = await node.handler(ctx, payload)
-        except Exception as exc:
-            self.entries[index] = (ctx, [])
-            self.run.fail(node, ctx, exc, payload)
-        else:
-            node.emitted += 1
-            self.entries[index] = (ctx, [(ctx, value)])
         node.in_flight -= 1
         self.done.add(index)
         if index == self.head and not self.releasing:
