@@ -325,3 +325,62 @@ async def test_a_handlers_own_timeout_error_is_its_failure(timeout):
         )
         [error] = result.errors
         assert str(error.exception) == "the service did not answer"
+
+
+# -- the feeder: plain inputs go in a queueful at a time ----------------------------------
+
+
+async def test_plain_inputs_reach_every_source_in_order_through_unequal_queues():
+    """Two sources with different queue sizes each see every input once, in order, with
+    data_ids numbered as the inputs came; the feeder never pulls more than both can take."""
+    seen: dict[str, list[str]] = {"a": [], "b": []}
+    pulled = 0
+    most_ahead = 0
+
+    def inputs():
+        nonlocal pulled
+        for i in range(500):
+            pulled = i + 1
+            yield i
+
+    def record(name):
+        async def handler(ctx, x):
+            nonlocal most_ahead
+            seen[name].append(ctx.data_id)
+            assert ctx.path == (name,)
+            most_ahead = max(most_ahead, pulled - x)
+            await asyncio.sleep(0)
+            return x
+
+        return handler
+
+    p = (
+        PipelineBuilder()
+        .add_task("a", record("a"), queue_size=3)
+        .add_task("b", record("b"), queue_size=7)
+        .build()
+    )
+    result = await p.run_stream(inputs())
+    assert seen["a"] == seen["b"] == [str(i) for i in range(500)]
+    assert result.stats.inputs == 500
+    assert sorted(result) == sorted(list(range(500)) * 2)
+    # the input a handler works on, plus a full queue of 3 behind it, at most
+    assert most_ahead <= 4
+
+
+@pytest.mark.parametrize("broken_at", [0, 1, 63, 64, 150])
+async def test_an_input_stream_raising_mid_chunk_names_the_input(broken_at):
+    """Whatever the queue has room for, the note names the input the stream broke at,
+    and the inputs it gave before are counted as pulled."""
+
+    def inputs():
+        yield from range(broken_at)
+        raise ValueError("the source broke")
+
+    async def ident(ctx, x):
+        return x
+
+    p = PipelineBuilder().add_task("a", ident, queue_size=64).build()
+    with pytest.raises(ValueError, match="the source broke") as info:
+        await p.run_stream(inputs(), on_error="collect")
+    assert f"reading input #{broken_at} " in " ".join(info.value.__notes__)

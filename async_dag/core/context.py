@@ -130,9 +130,21 @@ def input_context(
     return _new(PipelineContext, (run_id, data_id, (node,), 0, metadata))
 
 
+def input_contexts(
+    run_id: str, prefix: str, first: int, count: int, node: str, metadata: dict[str, Any] | None
+) -> list[PipelineContext]:
+    """The contexts of ``count`` inputs numbered from ``first`` (data_ids ``prefix + str(i)``),
+    entering ``node``: what the feeder builds for a chunk of plain inputs."""
+    path = (node,)
+    return [
+        _new(PipelineContext, (run_id, prefix + str(i), path, 0, metadata))
+        for i in range(first, first + count)
+    ]
+
+
 def derive(ctx: PipelineContext, node: str) -> PipelineContext:
     """The context of an output of ``ctx``'s payload as it moves on to ``node``."""
-    return _new(PipelineContext, (ctx[0], ctx[1], (*ctx[2], node), 0, ctx[4]))
+    return _new(PipelineContext, (ctx[0], ctx[1], ctx[2] + (node,), 0, ctx[4]))
 
 
 def with_attempt(ctx: PipelineContext, attempt: int) -> PipelineContext:

@@ -4,13 +4,19 @@ Compared with ``asyncio.Queue`` it drops task accounting (the run counts work in
 itself), remembers the deepest it has been, has ``force_put`` for loop-backs (which must
 never wait on a queue that only the waiting worker could drain), and can be closed when
 a run winds down. As trio's channels do, the work is in the non-waiting methods
-(``offer``, ``take``); ``put`` and ``get`` only wait and call them again.
+(``offer``, ``offer_many``, ``take``, ``drain``); ``put``, ``get``, ``wait_room`` and
+``wait_items`` only wait.
+
+A worker iterates ``drain()`` and waits with ``wait_items()`` when it runs dry: resuming
+a generator costs about half a method call on CPython 3.11, and the consumer's side is
+taken once per item per node, so this is where the queue's fast path pays most.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 EMPTY: Any = object()  # what ``take`` returns when there is nothing to take
@@ -53,6 +59,21 @@ class NodeQueue:
             _wake(self._getters)
         return True
 
+    def offer_many(self, batch: list[Any]) -> None:
+        """Append every item of ``batch``, which the caller made fit (see ``room``)."""
+        items = self._items
+        items.extend(batch)
+        if len(items) > self.max_depth:
+            self.max_depth = len(items)
+        getters, woken = self._getters, len(batch)
+        while getters and woken:
+            _wake(getters)
+            woken -= 1
+
+    def room(self) -> int:
+        """How many items ``offer`` would accept now."""
+        return max(self.maxsize - len(self._items), 0)
+
     def take(self) -> Any:
         """The oldest item, or ``EMPTY`` when there is none."""
         if not self._items:
@@ -61,6 +82,15 @@ class NodeQueue:
         if self._putters:
             _wake(self._putters)
         return item
+
+    def drain(self) -> Iterator[Any]:
+        """Take the oldest item, one at a time, while there is one."""
+        items, putters = self._items, self._putters
+        while items:
+            item = items.popleft()
+            if putters:
+                _wake(putters)
+            yield item
 
     def force_put(self, item: Any) -> None:
         """Append even when full: loop-backs and markers, which the run's budget bounds."""
@@ -87,6 +117,16 @@ class NodeQueue:
             if item is not EMPTY:
                 return item
             await self._wait(self._getters)
+
+    async def wait_items(self) -> None:
+        """Return once the queue has an item (at once if it has one already)."""
+        while not self._items:
+            await self._wait(self._getters)
+
+    async def wait_room(self) -> None:
+        """Return once ``offer`` would accept an item."""
+        while len(self._items) >= self.maxsize:
+            await self._wait(self._putters)
 
     async def _wait(self, waiters: deque[asyncio.Future[None]]) -> None:
         if self.closed:

@@ -5,17 +5,17 @@ queue is full, an awaitable the worker must await before it takes the next paylo
 A non-sink node routes along its edges (:func:`single_edge`, :func:`edges`); a sink hands
 its outputs to the run's destination (:mod:`.sinks`). Routing adds one to the run's
 ``active`` count per payload it sends on; the worker removes the payload it handled.
-One exception, the hot path of a chain: along the one unconditional edge of a node in
-a run without completion tracking, the output takes over its payload's place in the
-count, so neither side touches it (:func:`hand_on`, chosen once per node).
+One exception, the hot path of a chain: along the one unconditional edge of a direct
+node in a run without completion tracking, the worker makes the hop itself and the
+output takes over its payload's place in the count (:class:`Hop`, chosen once per node).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .context import PipelineContext, derive, log_extra
 from .definition import TaskTransition, describe_predicate
@@ -72,20 +72,21 @@ def single_edge(run: Run, target: NodeRuntime) -> Emit:
     return emit
 
 
-def hand_on(target: NodeRuntime) -> Emit:
-    """One unconditional edge, for a worker that calls its handler directly in a run
-    without completion tracking: the output takes over its payload's place in
-    ``run.active``, so neither side touches the count."""
-    queue, target_id = target.queue, target.id
-    offer = queue.offer
+class Hop(NamedTuple):
+    """One unconditional edge, taken by a worker that calls its handler directly in a run
+    without completion tracking (the hot path of a chain). The worker does the hop
+    itself, ``item = (derive(ctx, target), value)`` then ``offer(item) or await
+    put(item)``, and the output takes over its payload's place in ``run.active``, so
+    neither side touches the count."""
 
-    def emit(ctx: PipelineContext, value: Any) -> Awaitable[None] | None:
-        item = (derive(ctx, target_id), value)
-        if offer(item):
-            return None
-        return queue.put(item)
+    target: str
+    offer: Callable[[Any], bool]
+    put: Callable[[Any], Awaitable[None]]
 
-    return emit
+
+def hop(target: NodeRuntime) -> Hop:
+    """The hop along the edge to ``target``."""
+    return Hop(target.id, target.queue.offer, target.queue.put)
 
 
 def edges(run: Run, node: NodeRuntime, out: list[Edge]) -> Emit:
