@@ -394,7 +394,7 @@ async def test_max_queue_depth_is_reported_and_bounded():
 
     def inputs():
         for i in range(20):
-            if i == 3:  # 0 is in the worker, 1-2 queued, 3 joins them before the feeder waits
+            if i == 2:  # the feeder pulls a queueful (0-2) before the worker takes any
                 full.set()
             yield i
 

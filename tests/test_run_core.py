@@ -384,3 +384,28 @@ async def test_an_input_stream_raising_mid_chunk_names_the_input(broken_at):
     with pytest.raises(ValueError, match="the source broke") as info:
         await p.run_stream(inputs(), on_error="collect")
     assert f"reading input #{broken_at} " in " ".join(info.value.__notes__)
+
+
+async def test_the_feeder_refills_a_source_half_a_queue_at_a_time():
+    """The feeder waits for a source queue to drain to half before pulling more, then
+    pulls what fits: it never runs more than a queueful ahead, nor wakes for every slot."""
+    pulled = 0
+    seen: list[int] = []
+
+    def inputs():
+        nonlocal pulled
+        for i in range(200):
+            pulled = i + 1
+            yield i
+
+    async def handler(ctx, x):
+        seen.append(pulled)
+        await asyncio.sleep(0)
+        return x
+
+    p = PipelineBuilder().add_task("a", handler, queue_size=10).build()
+    result = await p.run_stream(inputs())
+    assert len(result) == 200
+    assert all(count - x <= 11 for x, count in enumerate(seen))  # the one in hand + 10
+    steps = [b - a for a, b in itertools.pairwise(sorted(set(seen)))]
+    assert steps and all(step >= 5 for step in steps[:-1]), steps

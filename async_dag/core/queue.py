@@ -4,8 +4,8 @@ Compared with ``asyncio.Queue`` it drops task accounting (the run counts work in
 itself), remembers the deepest it has been, has ``force_put`` for loop-backs (which must
 never wait on a queue that only the waiting worker could drain), and can be closed when
 a run winds down. As trio's channels do, the work is in the non-waiting methods
-(``offer``, ``offer_many``, ``take``, ``drain``); ``put``, ``get``, ``wait_room`` and
-``wait_items`` only wait.
+(``offer``, ``offer_many``, ``take``, ``drain``); ``put``, ``get``, ``wait_items``
+and ``wait_refill`` only wait.
 
 A worker iterates ``drain()`` and waits with ``wait_items()`` when it runs dry: resuming
 a generator costs about half a method call on CPython 3.11, and the consumer's side is
@@ -29,7 +29,7 @@ class QueueClosed(BaseException):
 class NodeQueue:
     """A bounded FIFO queue for one event loop."""
 
-    __slots__ = ("_getters", "_items", "_putters", "closed", "max_depth", "maxsize")
+    __slots__ = ("_getters", "_items", "_putters", "_refillers", "closed", "max_depth", "maxsize")
 
     def __init__(self, maxsize: int) -> None:
         self._items: deque[Any] = deque()
@@ -38,6 +38,7 @@ class NodeQueue:
         self.closed = False
         self._getters: deque[asyncio.Future[None]] = deque()
         self._putters: deque[asyncio.Future[None]] = deque()
+        self._refillers: deque[asyncio.Future[None]] = deque()  # see ``wait_refill``
 
     def __len__(self) -> int:
         return len(self._items)
@@ -78,18 +79,24 @@ class NodeQueue:
         """The oldest item, or ``EMPTY`` when there is none."""
         if not self._items:
             return EMPTY
-        item = self._items.popleft()
+        items = self._items
+        item = items.popleft()
         if self._putters:
             _wake(self._putters)
+        if self._refillers and len(items) <= self.maxsize // 2:
+            _wake(self._refillers)
         return item
 
     def drain(self) -> Iterator[Any]:
         """Take the oldest item, one at a time, while there is one."""
-        items, putters = self._items, self._putters
+        items, putters, refillers = self._items, self._putters, self._refillers
+        half = self.maxsize // 2
         while items:
             item = items.popleft()
             if putters:
                 _wake(putters)
+            if refillers and len(items) <= half:
+                _wake(refillers)
             yield item
 
     def force_put(self, item: Any) -> None:
@@ -123,10 +130,11 @@ class NodeQueue:
         while not self._items:
             await self._wait(self._getters)
 
-    async def wait_room(self) -> None:
-        """Return once ``offer`` would accept an item."""
-        while len(self._items) >= self.maxsize:
-            await self._wait(self._putters)
+    async def wait_refill(self) -> None:
+        """Return once the queue holds at most half its size: the feeder refills its
+        sources half a queue or more at a time, rather than waking for every slot."""
+        while len(self._items) > self.maxsize // 2:
+            await self._wait(self._refillers)
 
     async def _wait(self, waiters: deque[asyncio.Future[None]]) -> None:
         if self.closed:
@@ -151,7 +159,7 @@ class NodeQueue:
         self.maxsize = 0  # ``offer`` now refuses, and ``put`` raises
         dropped = len(self._items)
         self._items.clear()
-        for waiters in (self._getters, self._putters):
+        for waiters in (self._getters, self._putters, self._refillers):
             while waiters:
                 waiter = waiters.popleft()
                 if not waiter.done():

@@ -55,6 +55,46 @@ RECENT_ERRORS = 5
 class Run:
     """Executes one pipeline over one input stream; see the module docstring."""
 
+    # slots: the worker loop reads and updates ``active`` once or twice per payload
+    __slots__ = (
+        "_done",
+        "_end_error",
+        "_ended",
+        "_monitors_begun",
+        "_sampler",
+        "_started",
+        "_task",
+        "active",
+        "batchers",
+        "closing",
+        "collect_errors",
+        "contexts",
+        "cut_off",
+        "debug",
+        "entered",
+        "errors",
+        "failure",
+        "feeding",
+        "input_failures",
+        "inputs",
+        "joiners",
+        "monitors",
+        "nodes",
+        "options",
+        "outputs",
+        "parked",
+        "pipeline",
+        "recent",
+        "reorder",
+        "run_id",
+        "session",
+        "skipped",
+        "sources",
+        "state",
+        "tracker",
+        "values",
+    )
+
     def __init__(
         self, pipeline: DagPipeline, options: RunOptions, stream: NodeQueue | None = None
     ) -> None:
@@ -337,11 +377,15 @@ class Run:
         queues = [node.queue for node in self.sources]
         ids = [node.id for node in self.sources]
         run_id, metadata, prefix = self.run_id, self.options.metadata, self.options.id_prefix
+        first_queue = queues[0] if len(queues) == 1 else None
         while True:
-            room = min(queue.room() for queue in queues)
+            if first_queue is not None:
+                room = first_queue.room()
+            else:
+                room = min(queue.room() for queue in queues)
             if not room:
                 for queue in queues:
-                    await queue.wait_room()
+                    await queue.wait_refill()
                 continue
             chunk: list[Any] = []
             try:
