@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test unit lint bench clean system-deps
+.PHONY: setup demo test unit lint bench bench-versus clean system-deps
 
 setup: $(STAMP)
 
@@ -34,6 +34,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# the engine against an earlier revision (default: the engine before run core v2)
+BEFORE ?= 1df7f54
+bench-versus: $(STAMP)
+	$(PY) -m bench.versus $(BEFORE)
 
 system-deps:
 	@PYTHON=$(PYTHON) bash .ci/system-deps.sh

@@ -165,3 +165,17 @@ def test_cli_reports_a_broken_workload_and_goes_on(
     data = json.loads(out.read_text())
     assert "broken" in data["failed_workloads"]
     assert {row["workload"] for row in data["rows"]} == {"6 ordered"}
+
+
+def test_versus_runs_an_exported_revision_next_to_the_working_tree(tmp_path, capsys) -> None:
+    """``bench.versus`` exports the engine at a revision and runs a row on both engines."""
+    from bench import versus
+
+    engine = versus.export("HEAD", tmp_path)
+    assert (engine / "async_dag" / "__init__.py").is_file()
+    assert versus.speed(engine, "chain, queue_size=100", 200, 1) > 0
+    assert (
+        versus.main(["HEAD", "--rounds", "1", "--items", "200", "--only", "function pipeline"]) == 0
+    )
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith("function pipeline") and line.endswith("x")

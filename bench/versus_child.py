@@ -1,0 +1,101 @@
+"""One measurement for ``bench.versus``, run in a fresh interpreter.
+
+``python bench/versus_child.py ENGINE_DIR WORKLOAD ITEMS REPEATS`` imports async_dag
+from ``ENGINE_DIR`` (a checkout of some revision), runs ``WORKLOAD`` over ``ITEMS``
+inputs ``REPEATS`` times and prints the best throughput in items per second. Only the
+API that every revision since the first has is used, so old engines run it unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+
+async def inc(ctx: Any, x: int) -> int:
+    return x + 1
+
+
+async def inc_yield(ctx: Any, x: int) -> int:
+    await asyncio.sleep(0)
+    return x + 1
+
+
+def inc_sync(ctx: Any, x: int) -> int:
+    return x + 1
+
+
+class Counter:
+    """A sync result handler that counts."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, ctx: Any, value: Any) -> None:
+        self.count += 1
+
+
+def chain(handler: Any, workers: int = 1, **options: Any) -> Any:
+    from async_dag import PipelineBuilder
+
+    builder = PipelineBuilder("chain")
+    for i in range(3):
+        builder.add_task(f"s{i}", handler, concurrency=workers, **options)
+        if i:
+            builder.add_edge(f"s{i - 1}", f"s{i}")
+    return builder.build()
+
+
+def counted(pipeline: Any) -> Callable[[int], Awaitable[int]]:
+    async def run(n: int) -> int:
+        counter = Counter()
+        await pipeline.run_stream(range(n), result_handler=counter)
+        return counter.count
+
+    return run
+
+
+def collected(pipeline: Any) -> Callable[[int], Awaitable[int]]:
+    async def run(n: int) -> int:
+        return len(await pipeline.run_stream(range(n)))
+
+    return run
+
+
+async def function(n: int) -> int:
+    from async_dag import run_function_pipeline
+
+    counter = Counter()
+    await run_function_pipeline(range(n), inc, result_handler=counter)
+    return counter.count
+
+
+WORKLOADS: dict[str, Callable[[], Callable[[int], Awaitable[int]]]] = {
+    "chain, queue_size=100": lambda: counted(chain(inc, queue_size=100)),
+    "chain, default queues": lambda: counted(chain(inc)),
+    "chain, inline sync handlers": lambda: counted(chain(inc_sync, queue_size=100, inline=True)),
+    "chain, RunResult kept": lambda: collected(chain(inc, queue_size=100)),
+    "chain, 8 workers, a loop turn each": lambda: counted(chain(inc_yield, 8, queue_size=100)),
+    "function pipeline": lambda: function,
+}
+
+
+async def measure(name: str, items: int, repeats: int) -> float:
+    run = WORKLOADS[name]()
+    best = 0.0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        count = await run(items)
+        elapsed = time.perf_counter() - started
+        assert count == items, (name, count)
+        best = max(best, items / elapsed)
+    return best
+
+
+if __name__ == "__main__":
+    _, engine, workload, items, repeats = sys.argv
+    sys.path.insert(0, engine)
+    print(asyncio.run(measure(workload, int(items), int(repeats))))
