@@ -1,11 +1,13 @@
 """Batch tasks: payloads gathered into lists, handled ``batch_size`` at a time.
 
-A batch task's workers take payloads one by one into the open batch; the worker that
-fills it handles it. A batch that is not full is handled when ``batch_timeout`` seconds
-have passed since its first payload, or at once when the input is exhausted and every
-payload still alive is waiting in a batch or a join (the run asks through
-``flush_soon``): both send a flush marker through the task's own queue, so a batch is
-always handled by one of the task's workers, within its concurrency.
+A batch task's worker puts a payload into the open batch together with the payloads
+queued behind it that fit (``NodeQueue.take_many``: list operations, no step per
+payload), unless a flush marker is among them; the worker that fills it handles it.
+A batch that is not full is handled when ``batch_timeout`` seconds have passed since
+its first payload, or at once when the input is exhausted and every payload still alive
+is waiting in a batch or a join (the run asks through ``flush_soon``): both send a
+flush marker through the task's own queue, so a batch is always handled by one of the
+task's workers, within its concurrency.
 """
 
 from __future__ import annotations
