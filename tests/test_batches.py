@@ -8,6 +8,7 @@ import time
 import pytest
 
 from async_dag import ItemError, PipelineBuilder, PipelineDefinitionError
+from async_dag.core.queue import NodeQueue
 
 
 def pipeline_with(handler, **options):
@@ -194,3 +195,36 @@ async def test_batches_after_a_loop_and_behind_another_batch_task():
     # 0 -> 1 goes on and loops back once (1 -> 101 -> 102); odd inputs gain 100 first
     assert sorted(result) == [10, 30, 50, 70, 1020, 1020, 1040, 1060]
     assert result.stats.nodes["second"].received == 8
+
+
+async def test_a_batch_fills_from_a_full_queue_in_arrival_order():
+    """Payloads waiting in the queue join the batch together: sizes, order and counts exact."""
+    calls = []
+
+    def write(ctx, rows):
+        calls.append((list(rows), [c.data_id for c in ctx.batch]))
+
+    result = await (
+        PipelineBuilder("b")
+        .add_task("sink", write, batch_size=7, queue_size=20)
+        .build()
+        .run_stream(range(30))
+    )
+    assert [rows for rows, _ in calls] == [list(range(i, min(i + 7, 30))) for i in range(0, 30, 7)]
+    assert all(ids == [str(x) for x in rows] for rows, ids in calls)
+    stats = result.stats.nodes["sink"]
+    assert (stats.batches, stats.received, stats.filtered) == (5, 30, 30)
+
+
+async def test_a_queue_gives_up_to_n_items_at_once_and_wakes_a_waiting_put():
+    """take_many: the oldest items first, never more than asked, room made for putters."""
+    queue = NodeQueue(3)
+    for item in (1, 2, 3):
+        assert queue.offer(item)
+    put = asyncio.create_task(queue.put(4))
+    await asyncio.sleep(0)  # the put now waits: the queue is full
+    assert not put.done()
+    assert queue.take_many(2) == [1, 2]
+    await asyncio.wait_for(put, 1)
+    assert queue.take_many(5) == [3, 4]
+    assert queue.take_many(5) == [] and len(queue) == 0

@@ -277,6 +277,17 @@ async def test_the_default_queue_is_large_enough_for_cheap_steps():
     assert DagTask("a", lambda ctx, x: x, concurrency=50).bound == 100
 
 
+async def test_a_batch_tasks_default_queue_holds_a_whole_batch():
+    """A batch task's default queue holds at least batch_size payloads; queue_size rules."""
+
+    async def write(ctx, rows):
+        return None
+
+    assert DagTask("a", write, batch_size=500).bound == 500
+    assert DagTask("a", write, batch_size=10).bound == 64
+    assert DagTask("a", write, batch_size=500, queue_size=8).bound == 8
+
+
 async def test_cancelled_runs_show_empty_queues(no_leftover_tasks):
     """After a cancel the stats show no queued and no in-flight payloads."""
     stats = []

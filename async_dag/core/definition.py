@@ -45,7 +45,8 @@ class DagTask:
     """A node: an id, a handler called as ``handler(ctx, payload)``, and how to run it.
 
     ``concurrency`` workers take payloads from a queue of ``queue_size`` (default
-    ``max(64, 2 * concurrency)``: fast on cheap steps; lower it for large payloads). A
+    ``max(64, 2 * concurrency, batch_size)``: fast on cheap steps; lower it for large
+    payloads). A
     failed call is retried ``retries`` times: ``retry_delay`` seconds before the first
     retry, times ``retry_backoff`` per further retry, with ``retry_jitter`` and capped at
     ``retry_max_delay``, for the failures ``retry_on`` accepts. ``timeout`` bounds one
@@ -84,7 +85,9 @@ class DagTask:
         """The capacity of this task's input queue."""
         if self.queue_size is not None:
             return self.queue_size
-        return max(DEFAULT_QUEUE_SIZE, 2 * self.concurrency)
+        # a batch task's worker takes a whole queue into its batch at once: a queue of one
+        # batch fills it in one hop from the feeder (measured in bench/sqlite_sink.py)
+        return max(DEFAULT_QUEUE_SIZE, 2 * self.concurrency, self.batch_size or 0)
 
     @property
     def retry_policy(self) -> RetryPolicy:

@@ -4,7 +4,7 @@ Compared with ``asyncio.Queue`` it drops task accounting (the run counts work in
 itself), remembers the deepest it has been, has ``force_put`` for loop-backs (which must
 never wait on a queue that only the waiting worker could drain), and can be closed when
 a run winds down. As trio's channels do, the work is in the non-waiting methods
-(``offer``, ``offer_many``, ``take``, ``drain``); ``put``, ``get``, ``wait_items``
+(``offer``, ``offer_many``, ``take``, ``take_many``, ``drain``); ``put``, ``get``, ``wait_items``
 and ``wait_refill`` only wait.
 
 A worker iterates ``drain()`` and waits with ``wait_items()`` when it runs dry: resuming
@@ -86,6 +86,24 @@ class NodeQueue:
         if self._refillers and len(items) <= self.maxsize // 2:
             _wake(self._refillers)
         return item
+
+    def take_many(self, most: int) -> list[Any]:
+        """The oldest ``most`` items (fewer if there are fewer), oldest first: a batch
+        task's worker fills its batch with list operations, not a step per item."""
+        items = self._items
+        if most >= len(items):
+            taken = list(items)
+            items.clear()
+        else:
+            popleft = items.popleft
+            taken = [popleft() for _ in range(most)]
+        putters, woken = self._putters, len(taken)
+        while putters and woken:
+            _wake(putters)
+            woken -= 1
+        if self._refillers and len(items) <= self.maxsize // 2:
+            _wake(self._refillers)
+        return taken
 
     def drain(self) -> Iterator[Any]:
         """Take the oldest item, one at a time, while there is one."""
