@@ -17,9 +17,9 @@ import logging
 import os
 import sqlite3
 import time
-from itertools import repeat
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from itertools import repeat
 from pathlib import Path
 from typing import Any, TypeVar
 
