@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from itertools import repeat
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,6 +39,14 @@ BUILD_TABLE = """
 """
 LOAD_IDS = "SELECT data_id FROM async_dag_checkpoint WHERE name = ?"
 STORE_ID = "INSERT OR IGNORE INTO async_dag_checkpoint (name, data_id, done_at) VALUES (?, ?, ?)"
+# a whole batch in one statement, its data_ids as one JSON array: SQLite inserts them all
+# in one step, during which the thread does not hold the GIL (executemany takes it back
+# for every row, and waits for it while the event loop runs Python)
+STORE_IDS = (
+    "INSERT OR IGNORE INTO async_dag_checkpoint (name, data_id, done_at) "
+    "SELECT ?1, value, ?2 FROM json_each(?3)"
+)
+HAS_JSON = "SELECT 1 FROM json_each('[]')"
 HAS_ID = "SELECT 1 FROM async_dag_checkpoint WHERE name = ? AND data_id = ?"
 HAS_ID_ANY_NAME = "SELECT 1 FROM async_dag_checkpoint WHERE data_id = ? LIMIT 1"
 COUNT = "SELECT COUNT(*) FROM async_dag_checkpoint WHERE name = ?"
@@ -190,27 +200,36 @@ class CheckpointSession:
     calls), a task running ``run_flusher()`` for the length of the run, and
     ``await close()`` at the end, which commits everything queued and completes even if
     the calling task is cancelled, however often.
+
+    ``record(d)`` of a new data_id is ``done.add(d); pending.append(d)``: a caller that
+    records once per input on the hot path (:class:`~async_dag.core.tracking.Counts`)
+    does just that itself, on these two objects, which the session keeps for its life.
     """
 
     def __init__(self, path: Path, name: str, *, flush_every: float = FLUSH_EVERY) -> None:
         self.path = path
         self.name = name
         self.flush_every = flush_every
-        self.recorded = 0  # records committed or queued by this session
         self.loaded = 0  # data_ids found recorded when the session opened
-        self._done: set[str] = set()
-        self._pending: list[tuple[str, str, float]] = []
+        self.done: set[str] = set()  # loaded or recorded since
+        self.pending: list[str] = []  # recorded, not yet committed
         self._conn: sqlite3.Connection | None = None  # used only in the session's thread
+        self._json = False  # whether the SQLite library has json_each (3.38+, or JSON1)
         self._executor: ThreadPoolExecutor | None = None
         self._last_job: asyncio.Future[Any] | None = None
         self._closing: asyncio.Task[None] | None = None
         self._closed = False
 
+    @property
+    def recorded(self) -> int:
+        """Records committed or queued by this session."""
+        return len(self.done) - self.loaded
+
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._executor else "new"
         return (
             f"<CheckpointSession {str(self.path)!r} name={self.name!r} {state}, "
-            f"{self.loaded} loaded, {self.recorded} recorded, {len(self._pending)} queued>"
+            f"{self.loaded} loaded, {self.recorded} recorded, {len(self.pending)} queued>"
         )
 
     async def open(self) -> None:
@@ -220,26 +239,31 @@ class CheckpointSession:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="async_dag-checkpoint")
         job = self._submit(self._open_sync)
         try:
-            self._done = await job
+            self.done.update(await job)
         except CheckpointError:
             self._closed = True
             self._executor.shutdown(wait=False)
             self._executor = None
             raise
-        self.loaded = len(self._done)
+        self.loaded = len(self.done)
 
     def is_done(self, data_id: str) -> bool:
         """Whether ``data_id`` was recorded before this run, or by it."""
-        return data_id in self._done
+        return data_id in self.done
+
+    def unrecorded(self, data_ids: list[str], payloads: list[Any]) -> tuple[list[str], list[Any]]:
+        """The inputs of a chunk (data_ids and payloads side by side) not recorded yet."""
+        done = self.done
+        kept = [(d, p) for d, p in zip(data_ids, payloads, strict=True) if d not in done]
+        return [d for d, _ in kept], [p for _, p in kept]
 
     def record(self, data_id: str) -> None:
         """Mark ``data_id`` finished; it is committed by the next flush or by ``close``."""
         if self._closed or self._executor is None:
             raise RuntimeError(f"{self!r} takes no records: it is not open")
-        if data_id not in self._done:
-            self._done.add(data_id)
-            self._pending.append((self.name, data_id, time.time()))
-            self.recorded += 1
+        if data_id not in self.done:
+            self.done.add(data_id)
+            self.pending.append(data_id)
 
     async def run_flusher(self) -> None:
         """Commit the queued records every ``flush_every`` seconds until cancelled or closed."""
@@ -252,14 +276,15 @@ class CheckpointSession:
 
         Cancelling the caller does not stop a commit that has started.
         """
-        if not self._pending or self._closed or self._executor is None:
+        if not self.pending or self._closed or self._executor is None:
             return
-        batch, self._pending = self._pending, []
+        batch = self.pending.copy()
+        self.pending.clear()
         job = self._submit(self._commit_sync, batch)
 
         def requeue(job: asyncio.Future[None]) -> None:
             if job.cancelled() or job.exception() is not None:
-                self._pending[:0] = batch
+                self.pending[:0] = batch
                 error = "cancelled" if job.cancelled() else job.exception()
                 logger.warning("checkpoint commit failed, will retry: %s", error)
 
@@ -298,7 +323,8 @@ class CheckpointSession:
         try:
             if self._last_job is not None:  # an open or a commit still running
                 await asyncio.wait([self._last_job])
-            batch, self._pending = self._pending, []
+            batch = self.pending.copy()
+            self.pending.clear()
             await self._submit(self._close_sync, batch)
         finally:
             self._executor.shutdown(wait=False)
@@ -319,16 +345,26 @@ class CheckpointSession:
             conn.close()
             raise CheckpointError(f"checkpoint {str(self.path)!r} cannot be read: {exc}") from exc
         self._conn = conn
+        try:
+            conn.execute(HAS_JSON)
+            self._json = True
+        except sqlite3.Error:
+            self._json = False
         return done
 
-    def _commit_sync(self, batch: list[tuple[str, str, float]]) -> None:
+    def _commit_sync(self, batch: list[str]) -> None:
         conn = self._conn
         if conn is None:
             raise CheckpointError(f"checkpoint {str(self.path)!r} is not open")
         try:
             conn.execute("BEGIN IMMEDIATE")  # take the write lock now: the busy timeout applies
             try:
-                conn.executemany(STORE_ID, batch)
+                now = time.time()
+                ids = json.dumps(batch, ensure_ascii=False) if self._json else ""
+                if ids and "\\u0000" not in ids:  # json_each would cut a NUL short
+                    conn.execute(STORE_IDS, (self.name, now, ids))
+                else:
+                    conn.executemany(STORE_ID, zip(repeat(self.name), batch, repeat(now)))
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -339,7 +375,7 @@ class CheckpointSession:
                 f"checkpoint {str(self.path)!r}: {len(batch)} records not saved: {exc}"
             ) from exc
 
-    def _close_sync(self, batch: list[tuple[str, str, float]]) -> None:
+    def _close_sync(self, batch: list[str]) -> None:
         try:
             if batch and self._conn is not None:
                 self._commit_sync(batch)

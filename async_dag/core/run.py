@@ -40,7 +40,7 @@ from .options import RunOptions, make_rate_limit
 from .ordering import Reorder
 from .queue import NodeQueue, QueueClosed
 from .results import NodeStats, RunResult, RunStats
-from .tracking import Lineage, Tracker
+from .tracking import Counts, Lineage, Tracker
 from .worker import work
 
 if TYPE_CHECKING:
@@ -139,11 +139,15 @@ class Run:
             join.join_index = j
             for tid in upstream_of(join.id, pipeline.transitions):
                 self.nodes[tid].joins_below += (j,)
-        self.tracker: Tracker | None = None
-        if joins or self.session is not None:
+        self.tracker: Tracker | Counts | None = None
+        if joins:
             self.tracker = Tracker(len(joins), self._upstream_done, self._input_done)
+        elif self.session is not None:  # a count per input is enough: see Counts
+            self.tracker = Counts(self.session.done, self.session.pending)
         self.joiners = (
-            [Joiner(n, self, self.tracker) for n in joins] if self.tracker is not None else []
+            [Joiner(n, self, self.tracker) for n in joins]
+            if isinstance(self.tracker, Tracker)
+            else []
         )
         self.batchers = [Batcher(n, self) for n in self.nodes.values() if n.task.batch_size]
         self.reorder: Reorder | None = None
@@ -172,7 +176,7 @@ class Run:
                     node.emit = sinks.collect(self, node)
             elif len(out) == 1 and out[0].when is None and out[0].max_loops is None:
                 node.emit = routing.single_edge(self, out[0].target)
-                if self.tracker is None:
+                if not isinstance(self.tracker, Tracker):  # a count moves with the payload
                     node.hop = routing.hop(out[0].target)
             else:
                 node.emit = routing.edges(self, node, out)
@@ -359,24 +363,23 @@ class Run:
             self.idle()
 
     def _plain_inputs(self) -> bool:
-        """Whether every input simply enters the sources in turn: no ``key=``, no
-        checkpoint to skip against, no ordering window, no completion tracking."""
-        options = self.options
+        """Whether every input simply enters the sources in turn (or is skipped by the
+        checkpoint): no ``key=``, no ordering window, no join."""
         return (
-            options.key is None
-            and self.session is None
+            self.options.key is None
             and self.reorder is None
-            and self.tracker is None
+            and not isinstance(self.tracker, Tracker)
         )
 
     async def _feed_chunks(self, inputs: Iterator[Any]) -> None:
         """Feed plain inputs a queueful at a time: as many as every source has room for
         are pulled, numbered and offered together, so the per-input cost is a few list
         operations (the inputs are pulled no earlier than one at a time would pull them).
-        An input stream that raises has what it gave before the error fed first."""
+        An input stream that raises has what it gave before the error fed first. With a
+        checkpoint, the recorded inputs of a chunk are skipped together and the rest
+        begin together (data_ids by position are distinct)."""
         queues = [node.queue for node in self.sources]
         ids = [node.id for node in self.sources]
-        run_id, metadata, prefix = self.run_id, self.options.metadata, self.options.id_prefix
         first_queue = queues[0] if len(queues) == 1 else None
         while True:
             if first_queue is not None:
@@ -388,19 +391,37 @@ class Run:
                     await queue.wait_refill()
                 continue
             chunk: list[Any] = []
+            entered = self.entered
             try:
                 chunk.extend(itertools.islice(inputs, room))
             finally:
                 if chunk:
-                    first, count = self.inputs, len(chunk)
-                    self.inputs += count
-                    self.entered += count
-                    for queue, node_id in zip(queues, ids, strict=True):
-                        contexts = input_contexts(run_id, prefix, first, count, node_id, metadata)
-                        self.active += count
-                        queue.offer_many(list(zip(contexts, chunk, strict=True)))
+                    self._feed_chunk(chunk, queues, ids)
             if len(chunk) < room:
                 return
+            if self.entered == entered:  # a chunk the checkpoint skipped: let the loop run
+                await asyncio.sleep(0)
+
+    def _feed_chunk(self, chunk: list[Any], queues: list[NodeQueue], ids: list[str]) -> None:
+        """Number a chunk of inputs, skip the recorded ones, offer the rest to the sources."""
+        first, pulled = self.inputs, len(chunk)
+        self.inputs += pulled
+        prefix = self.options.id_prefix
+        data_ids = list(map(prefix.__add__, map(str, range(first, first + pulled))))
+        session, counts = self.session, self.tracker
+        if session is not None and session.loaded:
+            data_ids, chunk = session.unrecorded(data_ids, chunk)
+            self.skipped += pulled - len(chunk)
+        if counts is not None:
+            assert isinstance(counts, Counts)
+            counts.begin_many(data_ids, len(queues))
+        count = len(chunk)
+        self.entered += count
+        run_id, metadata = self.run_id, self.options.metadata
+        for queue, node_id in zip(queues, ids, strict=True):
+            contexts = input_contexts(run_id, data_ids, node_id, metadata)
+            self.active += count
+            queue.offer_many(list(zip(contexts, chunk, strict=True)))
 
     def _admit(self, payload: Any) -> Awaitable[None] | None:
         """Send one input to every source; an awaitable when a queue is full."""

@@ -7,11 +7,15 @@ calls ``enter`` for every payload it creates; a payload's end calls ``leave``. W
 join's upstream count reaches zero, nothing more of that input can reach the join, so
 the join fires; when ``live`` reaches zero the input is done, and the lineage is
 dropped, so memory holds only the inputs in flight.
+
+A run with a checkpoint and no join keeps only the count (:class:`Counts`): then an
+output that takes its payload's place (a worker's hop) leaves the count alone, and a
+finished input with no failure is recorded in the checkpoint session.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -78,3 +82,52 @@ class Tracker:
         lineage = self.lineages.get(data_id)
         if lineage is not None:
             lineage.failed = True
+
+
+class Counts:
+    """Per-input completion without joins: how many payloads of each data_id are alive.
+
+    The same calls as :class:`Tracker`, and ``begin_many`` for a chunk of inputs with
+    distinct data_ids not yet in flight (the feeder's plain inputs). An input that ends
+    with no failure is recorded as the checkpoint session's ``record`` would, into its
+    ``done`` set and ``pending`` list (one call fewer per input)."""
+
+    __slots__ = ("done", "failed", "live", "pending")
+
+    def __init__(self, done: set[str], pending: list[str]) -> None:
+        self.live: dict[str, int] = {}
+        self.failed: set[str] = set()  # live data_ids of which something failed
+        self.done = done
+        self.pending = pending
+
+    def __len__(self) -> int:
+        return len(self.live)
+
+    def begin(self, data_id: str) -> None:
+        """An input enters the run (a duplicate data_id shares the first one's count)."""
+        self.live.setdefault(data_id, 0)
+
+    def begin_many(self, data_ids: Iterable[str], payloads: int) -> None:
+        """Inputs with new, distinct data_ids enter, each as ``payloads`` payloads."""
+        self.live.update(dict.fromkeys(data_ids, payloads))
+
+    def enter(self, data_id: str, node: NodeRuntime) -> None:
+        """A payload of ``data_id`` is sent to ``node``."""
+        self.live[data_id] += 1
+
+    def leave(self, data_id: str, node: NodeRuntime) -> None:
+        """A payload of ``data_id`` has ended (its outputs already entered)."""
+        live = self.live
+        left = live.pop(data_id) - 1
+        if left:
+            live[data_id] = left
+        elif data_id in self.failed:
+            self.failed.discard(data_id)
+        elif data_id not in self.done:  # a rerun skips recorded data_ids: never twice
+            self.done.add(data_id)
+            self.pending.append(data_id)
+
+    def fail(self, data_id: str) -> None:
+        """Something of ``data_id`` failed (it is not recorded)."""
+        if data_id in self.live:
+            self.failed.add(data_id)
