@@ -89,6 +89,30 @@ def hop(target: NodeRuntime) -> Hop:
     return Hop(target.id, target.queue.offer, target.queue.put)
 
 
+def fan_out(run: Run, node: NodeRuntime, out: list[Edge]) -> Emit:
+    """Several unconditional forward edges in a run without completion tracking: every
+    output goes down each of them, counted at once. With debug logging on, :func:`edges`
+    does it (it logs each route)."""
+    general = edges(run, node, out)
+    hops = [(edge.target.id, edge.target.queue.offer, edge.target.queue) for edge in out]
+    count = len(hops)
+
+    def emit(ctx: PipelineContext, value: Any) -> Awaitable[None] | None:
+        if run.debug:
+            return general(ctx, value)
+        run.active += count
+        blocked: list[tuple[NodeQueue, Any]] | None = None
+        for target, offer, queue in hops:
+            item = (derive(ctx, target), value)
+            if not offer(item):
+                if blocked is None:
+                    blocked = []
+                blocked.append((queue, item))
+        return None if blocked is None else put_all(blocked)
+
+    return emit
+
+
 def edges(run: Run, node: NodeRuntime, out: list[Edge]) -> Emit:
     """Predicates, fan-out and loop edges: every edge whose predicate holds."""
     tracker = run.tracker

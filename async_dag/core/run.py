@@ -174,6 +174,12 @@ class Run:
                 node.emit = routing.single_edge(self, out[0].target)
                 if self.tracker is None:
                     node.hop = routing.hop(out[0].target)
+            elif (
+                len(out) > 1
+                and self.tracker is None
+                and all(e.when is None and e.max_loops is None for e in out)
+            ):
+                node.emit = routing.fan_out(self, node, out)
             else:
                 node.emit = routing.edges(self, node, out)
             node.choose_path()
