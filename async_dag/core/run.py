@@ -366,29 +366,33 @@ class Run:
 
     def _plain_inputs(self) -> bool:
         """Whether every input simply enters the sources in turn: no ``key=``, no
-        checkpoint to skip against, no ordering window, no completion tracking."""
+        checkpoint to skip against, no completion tracking (an ordering window is fine:
+        :meth:`_feed_chunks` keeps to it)."""
         options = self.options
-        return (
-            options.key is None
-            and self.session is None
-            and self.reorder is None
-            and self.tracker is None
-        )
+        return options.key is None and self.session is None and self.tracker is None
 
     async def _feed_chunks(self, inputs: Iterator[Any]) -> None:
         """Feed plain inputs a queueful at a time: as many as every source has room for
         are pulled, numbered and offered together, so the per-input cost is a few list
         operations (the inputs are pulled no earlier than one at a time would pull them).
-        An input stream that raises has what it gave before the error fed first."""
+        An input stream that raises has what it gave before the error fed first. In an
+        ordered run no more enter than the window has room for."""
         queues = [node.queue for node in self.sources]
         ids = [node.id for node in self.sources]
         run_id, metadata, prefix = self.run_id, self.options.metadata, self.options.id_prefix
         first_queue = queues[0] if len(queues) == 1 else None
+        reorder = self.reorder
         while True:
             if first_queue is not None:
                 room = first_queue.room()
             else:
                 room = min(queue.room() for queue in queues)
+            if reorder is not None:
+                window = reorder.room(self.entered)
+                if window <= 0:
+                    await reorder.admit(self.entered)
+                    continue
+                room = min(room, window)
             if not room:
                 for queue in queues:
                     await queue.wait_refill()
