@@ -180,6 +180,7 @@ class Run:
                 and all(e.when is None and e.max_loops is None for e in out)
             ):
                 node.emit = routing.fan_out(self, node, out)
+                node.relay = routing.fan_out(self, node, out, relay=True)
             else:
                 node.emit = routing.edges(self, node, out)
             node.choose_path()
