@@ -2,10 +2,10 @@
 
 An ``emit(ctx, value)`` function sends one output on and returns None, or, when a
 queue is full, an awaitable the worker must await before it takes the next payload.
-A non-sink node routes along its edges (:func:`single_edge`, :func:`fan_out` for several
-plain edges, :func:`edges` for the rest); a sink hands
-its outputs to the run's destination (:mod:`.sinks`). Routing adds one to the run's
-``active`` count per payload it sends on; the worker removes the payload it handled.
+A non-sink node routes along its edges (:func:`single_edge`; :func:`fan_out` for several
+plain edges; :func:`edges` for predicates and loops); a sink hands its outputs to the
+run's destination (:mod:`.sinks`). Routing adds one to the run's ``active`` count per
+payload it sends on; the worker removes the payload it handled.
 One exception, the hot path of a chain: along the one unconditional edge of a direct
 node in a run without completion tracking, the worker makes the hop itself and the
 output takes over its payload's place in the count (:class:`Hop`, chosen once per node);
