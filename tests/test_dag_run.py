@@ -103,6 +103,45 @@ async def test_fan_out_and_fan_in_keep_the_data_id():
     assert result.stats.nodes["join"].received == 4
 
 
+async def test_fan_out_waits_for_a_full_branch_and_loses_nothing():
+    """With one-slot queues and a slow branch, every output still goes down every edge,
+    in input order per branch, and the run's count ends at zero (it returns)."""
+    gate = asyncio.Event()
+
+    async def slow(ctx, x):
+        if x == 0:
+            await gate.wait()  # the branch's queue fills up behind the first input
+        return x
+
+    async def fast(ctx, x):
+        if x == 1:  # src has sent 1 on and may now wait for room in slow's queue
+            gate.set()
+        return x
+
+    p = (
+        PipelineBuilder("fan")
+        .add_task("src", ident, queue_size=1)
+        .add_task("slow", slow, queue_size=1)
+        .add_task("fast", fast, queue_size=1)
+        .add_task("third", ident, queue_size=1)
+        .add_task("sink", ident, queue_size=1)
+        .add_edge("src", "slow")
+        .add_edge("src", "fast")
+        .add_edge("src", "third")
+        .add_edge("slow", "sink")
+        .add_edge("fast", "sink")
+        .add_edge("third", "sink")
+        .build()
+    )
+    result = await p.run_stream(range(20))
+    by_branch: dict[str, list[int]] = {}
+    for r in result.records:
+        by_branch.setdefault(r.ctx.path[1], []).append(r.value)
+    assert by_branch == {b: list(range(20)) for b in ("slow", "fast", "third")}
+    assert result.stats.nodes["src"].emitted == 20
+    assert result.stats.nodes["sink"].received == 60
+
+
 async def test_every_input_goes_to_every_source_and_sinks_collect():
     """Two sources both receive each input; both sinks' outputs are results."""
     p = PipelineBuilder().add_task("a", inc).add_task("b", double).build()

@@ -111,6 +111,55 @@ async def test_ordered_mode_pulls_only_a_window_of_inputs_ahead():
     assert outputs == list(range(51))
 
 
+async def test_ordered_window_holds_for_async_inputs_too():
+    """Inputs from an async iterator (fed one at a time) keep to the same window."""
+    pulled = 0
+    release = asyncio.Event()
+
+    async def endless():
+        nonlocal pulled
+        for i in itertools.count():
+            pulled = i + 1
+            yield i
+
+    async def head_is_slow(ctx, i):
+        if i == 0:
+            await release.wait()
+        return i
+
+    outputs = []
+
+    async def consume():
+        async for _ctx, v in iter_function_pipeline(endless(), head_is_slow, concurrency=4):
+            outputs.append(v)
+            if v >= 50:
+                break
+
+    task = asyncio.ensure_future(consume())
+    await settle(200)
+    assert outputs == []
+    assert pulled <= 2 * 4 + 2
+    release.set()
+    await task
+    assert outputs == list(range(51))
+
+
+async def test_ordered_retries_keep_input_order():
+    """With retries (the general path) inputs that finish late still come out in order."""
+    rng = random.Random(7)
+    delays = [rng.random() / 500 for _ in range(40)]
+
+    async def flaky(ctx, i):
+        await asyncio.sleep(delays[i])
+        if i % 3 == 0 and ctx.attempt == 0:
+            raise ConnectionError("first try")
+        return i
+
+    result = await run_function_pipeline(range(40), flaky, concurrency=4, retries=1)
+    assert result == list(range(40))
+    assert result.stats.nodes["flaky"].retried == 14
+
+
 async def test_endless_generator_is_consumed_lazily_and_break_stops(no_leftover_tasks):
     """Inputs are pulled lazily; breaking out of iteration stops the run."""
     pulled = 0

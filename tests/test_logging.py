@@ -88,3 +88,27 @@ async def test_engine_logs_branches_and_loop_backs_at_debug(logger):
     assert "[run=dbg data=0 path=a>b>a] loop back along b -> a (when=again" in text
     assert "[run=dbg data=1 path=a>b>out] routed along b -> out (when=done)" in text
     assert "[run=dbg data=2 path=a>b] unrouted output of b" in text
+
+
+async def test_engine_logs_unconditional_fan_out_at_debug(logger):
+    """Each route of an output that goes down several plain edges is logged at debug."""
+    buf = io.StringIO()
+    setup_logging(logging.DEBUG, stream=buf)
+
+    async def ident(ctx, x):
+        return x
+
+    p = (
+        PipelineBuilder()
+        .add_task("a", ident)
+        .add_task("b", ident)
+        .add_task("c", ident)
+        .add_edge("a", "b")
+        .add_edge("a", "c")
+        .build()
+    )
+    result = await p.run_stream([7], run_id="fan")
+    assert sorted(result) == [7, 7]
+    text = buf.getvalue()
+    assert "[run=fan data=0 path=a>b] routed along a -> b" in text
+    assert "[run=fan data=0 path=a>c] routed along a -> c" in text

@@ -63,6 +63,7 @@ class NodeRuntime:
         "policy",
         "queue",
         "received",
+        "relay",
         "resume_at",
         "retried",
         "run",
@@ -92,6 +93,8 @@ class NodeRuntime:
         self.emit: Emit = _unset_emit
         # a direct worker's single edge: the output takes its payload's place in the count
         self.hop: Hop | None = None
+        # a direct worker's plain fan-out: its first output takes the payload's place
+        self.relay: Emit | None = None
         self.error_target: NodeRuntime | None = None
         self.joins_below: tuple[int, ...] = ()  # joins this node can still reach
         self.join_index: int | None = None

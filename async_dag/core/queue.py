@@ -150,7 +150,10 @@ class NodeQueue:
 
     async def wait_refill(self) -> None:
         """Return once the queue holds at most half its size: the feeder refills its
-        sources half a queue or more at a time, rather than waking for every slot."""
+        sources half a queue or more at a time, rather than waking for every slot.
+        Raises :class:`QueueClosed` on a closed queue (which has no room, ever)."""
+        if self.closed:
+            raise QueueClosed
         while len(self._items) > self.maxsize // 2:
             await self._wait(self._refillers)
 

@@ -2,12 +2,14 @@
 
 An ``emit(ctx, value)`` function sends one output on and returns None, or, when a
 queue is full, an awaitable the worker must await before it takes the next payload.
-A non-sink node routes along its edges (:func:`single_edge`, :func:`edges`); a sink hands
-its outputs to the run's destination (:mod:`.sinks`). Routing adds one to the run's
-``active`` count per payload it sends on; the worker removes the payload it handled.
+A non-sink node routes along its edges (:func:`single_edge`; :func:`fan_out` for several
+plain edges; :func:`edges` for predicates and loops); a sink hands its outputs to the
+run's destination (:mod:`.sinks`). Routing adds one to the run's ``active`` count per
+payload it sends on; the worker removes the payload it handled.
 One exception, the hot path of a chain: along the one unconditional edge of a direct
 node in a run without completion tracking, the worker makes the hop itself and the
-output takes over its payload's place in the count (:class:`Hop`, chosen once per node).
+output takes over its payload's place in the count (:class:`Hop`, chosen once per node);
+a direct node's plain fan-out does likewise through its ``relay`` (:func:`fan_out`).
 """
 
 from __future__ import annotations
@@ -87,6 +89,33 @@ class Hop(NamedTuple):
 def hop(target: NodeRuntime) -> Hop:
     """The hop along the edge to ``target``."""
     return Hop(target.id, target.queue.offer, target.queue.put)
+
+
+def fan_out(run: Run, node: NodeRuntime, out: list[Edge], relay: bool = False) -> Emit:
+    """Several unconditional forward edges in a run without completion tracking: every
+    output goes down each of them, counted at once. A ``relay`` is what a direct worker
+    calls: the first output takes over its payload's place in the count (as with
+    :class:`Hop`). With debug logging on, :func:`edges` does it (it logs each route)."""
+    general = edges(run, node, out)
+    hops = [(edge.target.id, edge.target.queue.offer, edge.target.queue) for edge in out]
+    count = len(hops) - 1 if relay else len(hops)
+
+    def emit(ctx: PipelineContext, value: Any) -> Awaitable[None] | None:
+        if run.debug:
+            if relay:
+                run.active -= 1
+            return general(ctx, value)
+        run.active += count
+        blocked: list[tuple[NodeQueue, Any]] | None = None
+        for target, offer, queue in hops:
+            item = (derive(ctx, target), value)
+            if not offer(item):
+                if blocked is None:
+                    blocked = []
+                blocked.append((queue, item))
+        return None if blocked is None else put_all(blocked)
+
+    return emit
 
 
 def edges(run: Run, node: NodeRuntime, out: list[Edge]) -> Emit:

@@ -178,6 +178,13 @@ class Run:
                 node.emit = routing.single_edge(self, out[0].target)
                 if not isinstance(self.tracker, Tracker):  # a count moves with the payload
                     node.hop = routing.hop(out[0].target)
+            elif (
+                len(out) > 1
+                and self.tracker is None
+                and all(e.when is None and e.max_loops is None for e in out)
+            ):
+                node.emit = routing.fan_out(self, node, out)
+                node.relay = routing.fan_out(self, node, out, relay=True)
             else:
                 node.emit = routing.edges(self, node, out)
             node.choose_path()
@@ -364,11 +371,12 @@ class Run:
 
     def _plain_inputs(self) -> bool:
         """Whether every input simply enters the sources in turn (or is skipped by the
-        checkpoint): no ``key=``, no ordering window, no join."""
+        checkpoint): no ``key=``, no join, and not both an ordering window and a
+        checkpoint (:meth:`_feed_chunks` keeps to either alone)."""
         return (
             self.options.key is None
-            and self.reorder is None
             and not isinstance(self.tracker, Tracker)
+            and (self.reorder is None or self.session is None)
         )
 
     async def _feed_chunks(self, inputs: Iterator[Any]) -> None:
@@ -377,15 +385,23 @@ class Run:
         operations (the inputs are pulled no earlier than one at a time would pull them).
         An input stream that raises has what it gave before the error fed first. With a
         checkpoint, the recorded inputs of a chunk are skipped together and the rest
-        begin together (data_ids by position are distinct)."""
+        begin together (data_ids by position are distinct). In an ordered run no more
+        enter than the window has room for."""
         queues = [node.queue for node in self.sources]
         ids = [node.id for node in self.sources]
         first_queue = queues[0] if len(queues) == 1 else None
+        reorder = self.reorder
         while True:
             if first_queue is not None:
                 room = first_queue.room()
             else:
                 room = min(queue.room() for queue in queues)
+            if reorder is not None:
+                window = reorder.room(self.entered)
+                if window <= 0:
+                    await reorder.admit(self.entered)
+                    continue
+                room = min(room, window)
             if not room:
                 for queue in queues:
                     await queue.wait_refill()

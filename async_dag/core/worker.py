@@ -38,6 +38,7 @@ async def work(node: NodeRuntime) -> None:
     direct, awaits = node.direct, node.awaits
     tracker = run.tracker
     hop = node.hop if direct else None
+    relay = node.relay if direct else None
     if hop is not None:
         target, offer, put = hop
     try:
@@ -62,6 +63,12 @@ async def work(node: NodeRuntime) -> None:
                         item = (derive(ctx, target), value)
                         if not offer(item):
                             await put(item)
+                        node.in_flight -= 1
+                        continue
+                    if relay is not None:  # likewise, the first output
+                        pending = relay(ctx, value)
+                        if pending is not None:
+                            await pending
                         node.in_flight -= 1
                         continue
                     pending = emit(ctx, value)
