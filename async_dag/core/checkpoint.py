@@ -251,12 +251,6 @@ class CheckpointSession:
         """Whether ``data_id`` was recorded before this run, or by it."""
         return data_id in self.done
 
-    def unrecorded(self, data_ids: list[str], payloads: list[Any]) -> tuple[list[str], list[Any]]:
-        """The inputs of a chunk (data_ids and payloads side by side) not recorded yet."""
-        done = self.done
-        kept = [(d, p) for d, p in zip(data_ids, payloads, strict=True) if d not in done]
-        return [d for d, _ in kept], [p for _, p in kept]
-
     def record(self, data_id: str) -> None:
         """Mark ``data_id`` finished; it is committed by the next flush or by ``close``."""
         if self._closed or self._executor is None:

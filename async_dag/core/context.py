@@ -131,12 +131,15 @@ def input_context(
 
 
 def input_contexts(
-    run_id: str, data_ids: list[str], node: str, metadata: dict[str, Any] | None
+    run_id: str, prefix: str, first: int, count: int, node: str, metadata: dict[str, Any] | None
 ) -> list[PipelineContext]:
-    """The contexts of inputs with these data_ids entering ``node``: what the feeder
-    builds for a chunk of plain inputs."""
+    """The contexts of ``count`` inputs numbered from ``first`` (data_ids ``prefix + str(i)``),
+    entering ``node``: what the feeder builds for a chunk of plain inputs."""
     path = (node,)
-    return [_new(PipelineContext, (run_id, data_id, path, 0, metadata)) for data_id in data_ids]
+    return [
+        _new(PipelineContext, (run_id, prefix + str(i), path, 0, metadata))
+        for i in range(first, first + count)
+    ]
 
 
 def derive(ctx: PipelineContext, node: str) -> PipelineContext:

@@ -7,9 +7,10 @@ plain edges; :func:`edges` for predicates and loops); a sink hands its outputs t
 run's destination (:mod:`.sinks`). Routing adds one to the run's ``active`` count per
 payload it sends on; the worker removes the payload it handled.
 One exception, the hot path of a chain: along the one unconditional edge of a direct
-node in a run without completion tracking, the worker makes the hop itself and the
-output takes over its payload's place in the count (:class:`Hop`, chosen once per node);
-a direct node's plain fan-out does likewise through its ``relay`` (:func:`fan_out`).
+node in a run without joins, the worker makes the hop itself and the output takes over
+its payload's place in the counts (:class:`Hop`, chosen once per node); a direct node's
+plain fan-out does likewise through its ``relay`` (:func:`fan_out`, runs without
+completion tracking).
 """
 
 from __future__ import annotations
@@ -76,10 +77,11 @@ def single_edge(run: Run, target: NodeRuntime) -> Emit:
 
 class Hop(NamedTuple):
     """One unconditional edge, taken by a worker that calls its handler directly in a run
-    without completion tracking (the hot path of a chain). The worker does the hop
-    itself, ``item = (derive(ctx, target), value)`` then ``offer(item) or await
-    put(item)``, and the output takes over its payload's place in ``run.active``, so
-    neither side touches the count."""
+    without joins (the hot path of a chain). The worker does the hop itself,
+    ``item = (derive(ctx, target), value)`` then ``offer(item) or await put(item)``, and
+    the output takes over its payload's place in ``run.active`` (and, with a checkpoint,
+    in its input's :class:`~async_dag.core.tracking.Counts`), so neither side touches
+    the counts."""
 
     target: str
     offer: Callable[[Any], bool]

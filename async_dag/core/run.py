@@ -422,22 +422,23 @@ class Run:
         """Number a chunk of inputs, skip the recorded ones, offer the rest to the sources."""
         first, pulled = self.inputs, len(chunk)
         self.inputs += pulled
-        prefix = self.options.id_prefix
-        data_ids = list(map(prefix.__add__, map(str, range(first, first + pulled))))
+        run_id, metadata, prefix = self.run_id, self.options.metadata, self.options.id_prefix
         session, counts = self.session, self.tracker
-        if session is not None and session.loaded:
-            data_ids, chunk = session.unrecorded(data_ids, chunk)
-            self.skipped += pulled - len(chunk)
-        if counts is not None:
-            assert isinstance(counts, Counts)
-            counts.begin_many(data_ids, len(queues))
-        count = len(chunk)
-        self.entered += count
-        run_id, metadata = self.run_id, self.options.metadata
-        for queue, node_id in zip(queues, ids, strict=True):
-            contexts = input_contexts(run_id, data_ids, node_id, metadata)
-            self.active += count
-            queue.offer_many(list(zip(contexts, chunk, strict=True)))
+        for n, (queue, node_id) in enumerate(zip(queues, ids, strict=True)):
+            contexts = input_contexts(run_id, prefix, first, pulled, node_id, metadata)
+            items = list(zip(contexts, chunk, strict=True))
+            if session is not None:  # the same inputs are skipped for every source
+                assert isinstance(counts, Counts)
+                if session.loaded:
+                    done = session.done
+                    items = [item for item in items if item[0][1] not in done]
+                if not n:
+                    self.skipped += pulled - len(items)
+                    counts.begin_many([ctx[1] for ctx, _ in items], len(queues))
+            if not n:
+                self.entered += len(items)
+            self.active += len(items)
+            queue.offer_many(items)
 
     def _admit(self, payload: Any) -> Awaitable[None] | None:
         """Send one input to every source; an awaitable when a queue is full."""

@@ -123,7 +123,7 @@ class Counts:
             live[data_id] = left
         elif data_id in self.failed:
             self.failed.discard(data_id)
-        elif data_id not in self.done:  # a rerun skips recorded data_ids: never twice
+        else:  # recorded inputs are skipped, so a data_id ends here once
             self.done.add(data_id)
             self.pending.append(data_id)
 

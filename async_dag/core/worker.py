@@ -6,9 +6,10 @@ whose handler is an ``async def`` or an inline ``def`` with no retries, timeout,
 limit, batch or join is called right here, one coroutine per payload (the handler's
 own); every other node hands the payload to its ``invoke`` (retries, threads,
 generators, batches, joins, input order), which ends the payload's share of the work
-itself. A direct node with one plain edge in a run without completion tracking makes
-the hop to the next queue here too (:class:`~async_dag.core.routing.Hop`): its output
-takes over its payload's place in the run's count, so the count is left alone.
+itself. A direct node with one plain edge in a run without joins makes the hop to the
+next queue here too (:class:`~async_dag.core.routing.Hop`): its output takes over its
+payload's place in the run's count (and in its input's, with a checkpoint), so the
+counts are left alone.
 
 This loop runs once per payload per node, so it is written for CPython's sake: the
 queue is iterated (``drain``, a generator resumed per item, cheaper than a call), names
