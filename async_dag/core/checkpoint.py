@@ -44,7 +44,7 @@ STORE_ID = "INSERT OR IGNORE INTO async_dag_checkpoint (name, data_id, done_at) 
 # for every row, and waits for it while the event loop runs Python)
 STORE_IDS = (
     "INSERT OR IGNORE INTO async_dag_checkpoint (name, data_id, done_at) "
-    "SELECT ?1, value, ?2 FROM json_each(?3)"
+    "SELECT ?, value, ? FROM json_each(?)"
 )
 HAS_JSON = "SELECT 1 FROM json_each('[]')"
 HAS_ID = "SELECT 1 FROM async_dag_checkpoint WHERE name = ? AND data_id = ?"
