@@ -78,8 +78,10 @@ async def test_unordered_output_never_waits_on_a_slow_item():
     assert got[:9] == list(range(1, 10)) and got[-1] == 0
 
 
-async def test_ordered_mode_pulls_only_a_window_of_inputs_ahead():
-    """A slow head item holds back only a bounded window of inputs, not the whole stream."""
+@pytest.mark.parametrize("source", ["sync", "async"])
+async def test_ordered_mode_pulls_only_a_window_of_inputs_ahead(source):
+    """A slow head item holds back only a bounded window of inputs, not the whole stream,
+    whether the inputs come in chunks (a sync iterable) or one at a time (async)."""
     pulled = 0
     release = asyncio.Event()
 
@@ -89,37 +91,8 @@ async def test_ordered_mode_pulls_only_a_window_of_inputs_ahead():
             pulled = i + 1
             yield i
 
-    async def head_is_slow(ctx, i):
-        if i == 0:
-            await release.wait()
-        return i
-
-    outputs = []
-
-    async def consume():
-        async for _ctx, v in iter_function_pipeline(endless(), head_is_slow, concurrency=4):
-            outputs.append(v)
-            if v >= 50:
-                break
-
-    task = asyncio.ensure_future(consume())
-    await settle(200)  # many loop turns: all the feeder could pull by now, it has
-    assert outputs == []
-    assert pulled <= 2 * 4 + 2  # window of 2 x concurrency, plus the feeder's look-ahead
-    release.set()
-    await task
-    assert outputs == list(range(51))
-
-
-async def test_ordered_window_holds_for_async_inputs_too():
-    """Inputs from an async iterator (fed one at a time) keep to the same window."""
-    pulled = 0
-    release = asyncio.Event()
-
-    async def endless():
-        nonlocal pulled
-        for i in itertools.count():
-            pulled = i + 1
+    async def endless_async():
+        for i in endless():
             yield i
 
     async def head_is_slow(ctx, i):
@@ -128,17 +101,18 @@ async def test_ordered_window_holds_for_async_inputs_too():
         return i
 
     outputs = []
+    inputs = endless() if source == "sync" else endless_async()
 
     async def consume():
-        async for _ctx, v in iter_function_pipeline(endless(), head_is_slow, concurrency=4):
+        async for _ctx, v in iter_function_pipeline(inputs, head_is_slow, concurrency=4):
             outputs.append(v)
             if v >= 50:
                 break
 
     task = asyncio.ensure_future(consume())
-    await settle(200)
+    await settle(200)  # many loop turns: all the feeder could pull by now, it has
     assert outputs == []
-    assert pulled <= 2 * 4 + 2
+    assert pulled <= 2 * 4 + 2  # window of 2 x concurrency, plus the feeder's look-ahead
     release.set()
     await task
     assert outputs == list(range(51))
