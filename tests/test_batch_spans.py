@@ -249,3 +249,23 @@ async def test_a_batch_queue_counts_payloads_and_splits_spans():
     queue.force_put(("c", "z"))
     assert (len(queue), queue.close()) == (3, 3)
     assert len(queue) == 0
+
+
+async def test_the_rest_of_a_split_span_is_handled_concurrently():
+    """One span split across two batches: the second worker handles the rest while the
+    first call still waits (concurrency holds across the split)."""
+    running, both = [], asyncio.Event()
+
+    async def write(ctx, rows):
+        running.append([c.data_id for c in ctx.batch])
+        if len(running) == 2:
+            both.set()
+        await asyncio.wait_for(both.wait(), 5)
+
+    pipeline = (
+        PipelineBuilder("c")
+        .add_task("sink", write, batch_size=2, concurrency=2, queue_size=4)
+        .build()
+    )
+    await pipeline.run_stream(range(4))
+    assert sorted(running) == [["0", "1"], ["2", "3"]]

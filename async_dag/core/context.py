@@ -193,7 +193,6 @@ class LazyContexts:
                 else:
                     out.append(part)  # type: ignore[arg-type]
             built = self._built = tuple(out)
-            self._parts = []
         return built
 
     def __eq__(self, other: object) -> bool:

@@ -212,7 +212,7 @@ class BatchQueue(NodeQueue):
         """Return the rest of a span taken in part to the head of the queue."""
         self._items.appendleft((span, payloads))
         self.spans += 1
-        self.size += span.count
+        self._grew(span.count)  # another worker may take it while this one is busy
 
     def force_put(self, item: Any) -> None:
         if self.closed:
