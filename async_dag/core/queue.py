@@ -10,6 +10,9 @@ and ``wait_refill`` only wait.
 A worker iterates ``drain()`` and waits with ``wait_items()`` when it runs dry: resuming
 a generator costs about half a method call on CPython 3.11, and the consumer's side is
 taken once per item per node, so this is where the queue's fast path pays most.
+
+A batch task's queue is a :class:`BatchQueue`, which also holds spans (a chunk of plain
+inputs as one entry) and counts payloads rather than entries.
 """
 
 from __future__ import annotations
