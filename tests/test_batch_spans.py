@@ -269,3 +269,36 @@ async def test_the_rest_of_a_split_span_is_handled_concurrently():
     )
     await pipeline.run_stream(range(4))
     assert sorted(running) == [["0", "1"], ["2", "3"]]
+
+
+@pytest.mark.parametrize("size", [2, 3, 5])
+async def test_a_batch_source_mixes_spans_and_looped_back_payloads(size):
+    """Inputs arrive as spans, loop-backs as single payloads, in the same queue and the
+    same batches: every context is still the payload's own."""
+    calls = []
+
+    def step(ctx, rows):
+        calls.append((list(rows), ctx.batch))
+        return [x + 100 for x in rows]
+
+    pipeline = (
+        PipelineBuilder("loop")
+        .add_task("b", step, batch_size=size, queue_size=4, inline=True)
+        .add_task("back", lambda ctx, x: x, inline=True)
+        .add_task("out", lambda ctx, x: x, inline=True)
+        .add_edge("b", "out")
+        .add_edge("b", "back", when=lambda ctx, x: x < 200)
+        .add_edge("back", "b", max_loops=1)
+        .build()
+    )
+    result = await asyncio.wait_for(pipeline.run_stream(range(9), run_id="r"), 5)
+    assert sorted(x for rows, _ in calls for x in rows) == [*range(9), *range(100, 109)]
+    for rows, batch in calls:
+        for x, c in zip(rows, batch, strict=True):
+            assert c.data_id == str(x % 100)
+            assert c.path == (("b", "back", "b") if x >= 100 else ("b",))
+    assert sorted((r.value, r.ctx.data_id, r.ctx.path) for r in result.records) == [
+        *((100 + i, str(i), ("b", "out")) for i in range(9)),
+        *((200 + i, str(i), ("b", "back", "b", "out")) for i in range(9)),
+    ]
+    assert result.stats.nodes["b"].received == 18
