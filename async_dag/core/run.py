@@ -30,7 +30,14 @@ from typing import TYPE_CHECKING, Any
 
 from . import routing, sinks
 from .batches import Batcher
-from .context import PipelineContext, derive, input_context, input_contexts, log_extra
+from .context import (
+    InputSpan,
+    PipelineContext,
+    derive,
+    input_context,
+    input_contexts,
+    log_extra,
+)
 from .definition import upstream_of
 from .errors import ItemError
 from .joins import Joiner
@@ -38,7 +45,7 @@ from .node import NodeRuntime
 from .observer import notify
 from .options import RunOptions, make_rate_limit
 from .ordering import Reorder
-from .queue import NodeQueue, QueueClosed
+from .queue import BatchQueue, NodeQueue, QueueClosed
 from .results import NodeStats, RunResult, RunStats
 from .tracking import Counts, Lineage, Tracker
 from .worker import work
@@ -425,6 +432,12 @@ class Run:
         run_id, metadata, prefix = self.run_id, self.options.metadata, self.options.id_prefix
         session, counts = self.session, self.tracker
         for n, (queue, node_id) in enumerate(zip(queues, ids, strict=True)):
+            if session is None and type(queue) is BatchQueue:  # a batch task: one span
+                queue.offer_span(InputSpan(run_id, prefix, first, pulled, node_id, metadata), chunk)
+                if not n:
+                    self.entered += pulled
+                self.active += pulled
+                continue
             contexts = input_contexts(run_id, prefix, first, pulled, node_id, metadata)
             items = list(zip(contexts, chunk, strict=True))
             if session is not None:  # the same inputs are skipped for every source
