@@ -3,8 +3,10 @@
 One SQLite table holds ``(name, data_id, done_at)`` rows. A run opens a
 :class:`CheckpointSession` on it: the recorded data_ids of its name are loaded into a set
 (``is_done`` is a set lookup), new records are queued (``record``) and committed in
-batches by a flusher task at least once a second and by ``close`` at the end, all the
-SQLite work in a thread of the session's own, so the event loop never waits on the disk.
+batches by a flusher task and by ``close`` at the end, all the SQLite work in a thread of
+the session's own, so the event loop never waits on the disk. While records keep coming
+the flusher commits every few milliseconds (the thread keeps up alongside the run, and
+what is left for ``close`` is small); when they stop it backs off to ``flush_every``.
 WAL mode and a busy timeout let several processes share one file.
 """
 
@@ -41,7 +43,9 @@ LOAD_IDS = "SELECT data_id FROM async_dag_checkpoint WHERE name = ?"
 STORE_ID = "INSERT OR IGNORE INTO async_dag_checkpoint (name, data_id, done_at) VALUES (?, ?, ?)"
 # a whole batch in one statement, its data_ids as one JSON array: SQLite inserts them all
 # in one step, during which the thread does not hold the GIL (executemany takes it back
-# for every row, and waits for it while the event loop runs Python)
+# for every row, and waits for it while the event loop runs Python). Run on its own, the
+# statement is its own transaction, which takes the write lock as it starts (so the busy
+# timeout applies), as BEGIN IMMEDIATE would, with no BEGIN and COMMIT to wait on.
 STORE_IDS = (
     "INSERT OR IGNORE INTO async_dag_checkpoint (name, data_id, done_at) "
     "SELECT ?, value, ? FROM json_each(?)"
@@ -55,7 +59,21 @@ CLEAR = "DELETE FROM async_dag_checkpoint WHERE name = ?"
 CLEAR_ALL = "DELETE FROM async_dag_checkpoint"
 
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's transaction
-FLUSH_EVERY = 0.5  # seconds between the flusher's commits (so: at least once a second)
+FLUSH_EVERY = 0.5  # the flusher's longest pause between commits (so: at least once a second)
+FLUSH_BRISKLY = 0.01  # its pause while records keep coming
+WAL_PAGES = 100  # pages in the write-ahead log that make a commit copy it into the file
+# what a data_id must not contain to be put between quotes as it is in a JSON array
+NOT_PLAIN = ("\\", *map(chr, range(32)))
+
+
+def json_array(batch: list[str]) -> str:
+    """``batch`` as a JSON array of strings: the ids joined between quotes when none
+    needs escaping (each check a fast scan, several times cheaper than ``json.dumps``,
+    and the thread holds the GIL meanwhile), else ``json.dumps``."""
+    body = '","'.join(batch)
+    if body.count('"') == 2 * len(batch) - 2 and not any(c in body for c in NOT_PLAIN):
+        return f'["{body}"]'
+    return json.dumps(batch, ensure_ascii=False)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -74,6 +92,10 @@ def _connect(path: Path) -> sqlite3.Connection:
         with contextlib.suppress(sqlite3.Error):  # an optimisation: some file systems refuse
             conn.execute("PRAGMA journal_mode = wal")
             conn.execute("PRAGMA synchronous = normal")  # safe against a crash in WAL mode
+            # copy the log into the file every 100 pages (not 1,000): the commits in the
+            # session's thread do it alongside the run, and the last connection's close,
+            # which copies what is left while the run waits, is quick
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")
         conn.execute(BUILD_TABLE)
     except sqlite3.Error as exc:
         conn.close()
@@ -203,7 +225,8 @@ class CheckpointSession:
 
     ``record(d)`` of a new data_id is ``done.add(d); pending.append(d)``: a caller that
     records once per input on the hot path (:class:`~async_dag.core.tracking.Counts`)
-    does just that itself, on these two objects, which the session keeps for its life.
+    does just that itself, on these two objects, which the session keeps for its life;
+    one whose data_ids cannot come twice (positions) only appends to ``pending``.
     """
 
     def __init__(self, path: Path, name: str, *, flush_every: float = FLUSH_EVERY) -> None:
@@ -211,8 +234,9 @@ class CheckpointSession:
         self.name = name
         self.flush_every = flush_every
         self.loaded = 0  # data_ids found recorded when the session opened
-        self.done: set[str] = set()  # loaded or recorded since
+        self.done: set[str] = set()  # loaded or recorded since (by ``record``)
         self.pending: list[str] = []  # recorded, not yet committed
+        self.taken = 0  # records taken from ``pending`` by commits (done or under way)
         self._conn: sqlite3.Connection | None = None  # used only in the session's thread
         self._json = False  # whether the SQLite library has json_each (3.38+, or JSON1)
         self._executor: ThreadPoolExecutor | None = None
@@ -223,7 +247,7 @@ class CheckpointSession:
     @property
     def recorded(self) -> int:
         """Records committed or queued by this session."""
-        return len(self.done) - self.loaded
+        return self.taken + len(self.pending)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._executor else "new"
@@ -260,10 +284,17 @@ class CheckpointSession:
             self.pending.append(data_id)
 
     async def run_flusher(self) -> None:
-        """Commit the queued records every ``flush_every`` seconds until cancelled or closed."""
+        """Commit the queued records until cancelled or closed: every few milliseconds
+        while records keep coming, backing off to every ``flush_every`` seconds when none
+        come (a pause doubles after each flush that found nothing queued)."""
+        brisk = pause = min(FLUSH_BRISKLY, self.flush_every)
         while not self._closed:
-            await asyncio.sleep(self.flush_every)
-            await self.flush()
+            await asyncio.sleep(pause)
+            if self.pending:
+                pause = brisk
+                await self.flush()
+            else:
+                pause = min(2 * pause, self.flush_every)
 
     async def flush(self) -> None:
         """Commit the queued records now, in one transaction; a failure keeps them queued.
@@ -274,11 +305,13 @@ class CheckpointSession:
             return
         batch = self.pending.copy()
         self.pending.clear()
+        self.taken += len(batch)
         job = self._submit(self._commit_sync, batch)
 
         def requeue(job: asyncio.Future[None]) -> None:
             if job.cancelled() or job.exception() is not None:
                 self.pending[:0] = batch
+                self.taken -= len(batch)
                 error = "cancelled" if job.cancelled() else job.exception()
                 logger.warning("checkpoint commit failed, will retry: %s", error)
 
@@ -319,6 +352,7 @@ class CheckpointSession:
                 await asyncio.wait([self._last_job])
             batch = self.pending.copy()
             self.pending.clear()
+            self.taken += len(batch)
             await self._submit(self._close_sync, batch)
         finally:
             self._executor.shutdown(wait=False)
@@ -351,14 +385,14 @@ class CheckpointSession:
         if conn is None:
             raise CheckpointError(f"checkpoint {str(self.path)!r} is not open")
         try:
+            now = time.time()
+            ids = json_array(batch) if self._json else ""
+            if ids and "\\u0000" not in ids:  # json_each would cut a NUL short
+                conn.execute(STORE_IDS, (self.name, now, ids))
+                return
             conn.execute("BEGIN IMMEDIATE")  # take the write lock now: the busy timeout applies
             try:
-                now = time.time()
-                ids = json.dumps(batch, ensure_ascii=False) if self._json else ""
-                if ids and "\\u0000" not in ids:  # json_each would cut a NUL short
-                    conn.execute(STORE_IDS, (self.name, now, ids))
-                else:
-                    conn.executemany(STORE_ID, zip(repeat(self.name), batch, repeat(now)))
+                conn.executemany(STORE_ID, zip(repeat(self.name), batch, repeat(now)))
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
