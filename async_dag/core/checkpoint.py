@@ -3,11 +3,12 @@
 One SQLite table holds ``(name, data_id, done_at)`` rows. A run opens a
 :class:`CheckpointSession` on it: the recorded data_ids of its name are loaded into a set
 (``is_done`` is a set lookup), new records are queued (``record``) and committed in
-batches by a flusher task and by ``close`` at the end, all the SQLite work in a thread of
-the session's own, so the event loop never waits on the disk. While records keep coming
-the flusher commits every few milliseconds (the thread keeps up alongside the run, and
-what is left for ``close`` is small); when they stop it backs off to ``flush_every``.
-WAL mode and a busy timeout let several processes share one file.
+batches, all the SQLite work in a thread of the session's own, so the event loop never
+waits on the disk. While the run lasts, that thread takes what is queued and commits it by
+itself (the loop does no work per commit): every few milliseconds while records keep
+coming, so it keeps up alongside the run and what is left for ``close`` to commit at the
+end is small; when they stop it backs off to ``flush_every``. WAL mode and a busy
+timeout let several processes share one file.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -59,8 +61,8 @@ CLEAR = "DELETE FROM async_dag_checkpoint WHERE name = ?"
 CLEAR_ALL = "DELETE FROM async_dag_checkpoint"
 
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's transaction
-FLUSH_EVERY = 0.5  # the flusher's longest pause between commits (so: at least once a second)
-FLUSH_BRISKLY = 0.01  # its pause while records keep coming
+FLUSH_EVERY = 0.5  # the longest pause between commits (so: at least once a second)
+FLUSH_BRISKLY = 0.01  # the pause while records keep coming
 WAL_PAGES = 100  # pages in the write-ahead log that make a commit copy it into the file
 # what a data_id must not contain to be put between quotes as it is in a JSON array
 NOT_PLAIN = ("\\", *map(chr, range(32)))
@@ -243,6 +245,7 @@ class CheckpointSession:
         self._last_job: asyncio.Future[Any] | None = None
         self._closing: asyncio.Task[None] | None = None
         self._closed = False
+        self._stop = threading.Event()  # set: the flusher's thread loop ends
 
     @property
     def recorded(self) -> int:
@@ -284,40 +287,17 @@ class CheckpointSession:
             self.pending.append(data_id)
 
     async def run_flusher(self) -> None:
-        """Commit the queued records until cancelled or closed: every few milliseconds
-        while records keep coming, backing off to every ``flush_every`` seconds when none
-        come (a pause doubles after each flush that found nothing queued)."""
-        brisk = pause = min(FLUSH_BRISKLY, self.flush_every)
-        while not self._closed:
-            await asyncio.sleep(pause)
-            if self.pending:
-                pause = brisk
-                await self.flush()
-            else:
-                pause = min(2 * pause, self.flush_every)
-
-    async def flush(self) -> None:
-        """Commit the queued records now, in one transaction; a failure keeps them queued.
-
-        Cancelling the caller does not stop a commit that has started.
-        """
-        if not self.pending or self._closed or self._executor is None:
+        """Have the session's thread commit the queued records (see :meth:`_pump_sync`)
+        until this is cancelled or the session closes; a commit under way then
+        completes, and ``close`` waits for it."""
+        if self._closed or self._executor is None:
             return
-        batch = self.pending.copy()
-        self.pending.clear()
-        self.taken += len(batch)
-        job = self._submit(self._commit_sync, batch)
-
-        def requeue(job: asyncio.Future[None]) -> None:
-            if job.cancelled() or job.exception() is not None:
-                self.pending[:0] = batch
-                self.taken -= len(batch)
-                error = "cancelled" if job.cancelled() else job.exception()
-                logger.warning("checkpoint commit failed, will retry: %s", error)
-
-        job.add_done_callback(requeue)
-        with contextlib.suppress(CheckpointError):  # requeued; close() reports a lasting one
+        self._stop.clear()
+        job = self._submit(self._pump_sync)
+        try:
             await asyncio.shield(job)
+        finally:
+            self._stop.set()
 
     async def close(self) -> None:
         """Commit everything queued, then close the file; safe to call again.
@@ -345,10 +325,11 @@ class CheckpointSession:
 
     async def _close(self) -> None:
         self._closed = True
+        self._stop.set()
         if self._executor is None:
             return
         try:
-            if self._last_job is not None:  # an open or a commit still running
+            if self._last_job is not None:  # an open or a flusher's commit still running
                 await asyncio.wait([self._last_job])
             batch = self.pending.copy()
             self.pending.clear()
@@ -364,6 +345,33 @@ class CheckpointSession:
         return job
 
     # --- in the session's thread -------------------------------------------------------
+
+    def _pump_sync(self) -> None:
+        """Commit what is queued every few milliseconds while records keep coming, after
+        pauses doubling up to ``flush_every`` while none come, until ``_stop`` is set.
+
+        The event loop is not involved: it only appends to ``pending``, so a copy of the
+        list then the deletion of as many records from its front (each one step under
+        the GIL) lose nothing. A failed commit puts its records back and is retried after
+        ``flush_every`` (a lasting failure is raised by ``close``)."""
+        brisk = pause = min(FLUSH_BRISKLY, self.flush_every)
+        pending = self.pending
+        while not self._stop.wait(pause):
+            batch = pending[:]
+            if not batch:
+                pause = min(2 * pause, self.flush_every)
+                continue
+            del pending[: len(batch)]
+            self.taken += len(batch)
+            try:
+                self._commit_sync(batch)
+            except Exception as exc:
+                pending[:0] = batch
+                self.taken -= len(batch)
+                logger.warning("checkpoint commit failed, will retry: %s", exc)
+                pause = self.flush_every
+            else:
+                pause = brisk
 
     def _open_sync(self) -> set[str]:
         conn = _connect(self.path)
