@@ -220,6 +220,32 @@ async def test_records_are_visible_to_a_new_session_after_close(tmp_path: Path) 
     assert rows(path) == {("job", "a"), ("job", "b")}
 
 
+@pytest.mark.parametrize("json_functions", [True, False])
+async def test_a_session_loads_every_page_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, json_functions: bool
+) -> None:
+    """Recorded data_ids load exactly, page after page (the empty one, NULs, quotes and
+    non-ASCII included), with SQLite's JSON functions and, without them, row by row."""
+    import async_dag.core.checkpoint as checkpoint
+
+    monkeypatch.setattr(checkpoint, "PAGE", 3)
+    if not json_functions:
+        monkeypatch.setattr(checkpoint, "HAS_JSON", "SELECT no_such_function()")
+    path = tmp_path / "c.db"
+    ids = ["", "a\x00b", '"q"', "back\\slash", "é✓😀", *map(str, range(10))]
+    first = await opened(path)
+    for data_id in ids:
+        first.record(data_id)
+    await first.close()
+    other = await opened(path, "other")
+    other.record("7")
+    await other.close()
+    second = await opened(path)
+    assert second.done == set(ids) and second.loaded == len(ids)
+    assert second._json is json_functions
+    await second.close()
+
+
 async def test_the_file_is_created_when_missing(tmp_path: Path) -> None:
     """Opening a session on a new path creates the database."""
     path = tmp_path / "new.db"
@@ -402,7 +428,7 @@ async def test_close_after_a_cancelled_open_closes_the_file(tmp_path: Path) -> N
     original = session._open_sync
     started = threading.Event()
 
-    def slow_open() -> set[str]:
+    def slow_open() -> list[str]:
         started.set()
         time.sleep(0.2)
         return original()
