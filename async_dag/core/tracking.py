@@ -100,7 +100,7 @@ class Counts:
     ``record`` would, into its ``pending`` list and, when data_ids come from ``key=``
     (one may come again and must then be skipped), into its ``done`` set; data_ids by
     position never come twice, and adding each to a set that grows by one per input
-    would cost a tenth of the run."""
+    costs several percent of a chain's time (cache misses more than instructions)."""
 
     __slots__ = ("done", "failed", "live", "pending")
 
