@@ -238,7 +238,9 @@ class CheckpointSession:
     ``record(d)`` of a new data_id is ``done.add(d); pending.append(d)``: a caller that
     records once per input on the hot path (:class:`~async_dag.core.tracking.Counts`)
     does just that itself, on these two objects, which the session keeps for its life;
-    one whose data_ids cannot come twice (positions) only appends to ``pending``.
+    one whose data_ids cannot come twice (positions) only appends to ``pending``. The
+    loop only ever appends to ``pending`` while the flusher runs: the session's thread
+    takes records from its front.
     """
 
     def __init__(self, path: Path, name: str, *, flush_every: float = FLUSH_EVERY) -> None:
@@ -285,7 +287,7 @@ class CheckpointSession:
         self.loaded = len(self.done)
 
     def is_done(self, data_id: str) -> bool:
-        """Whether ``data_id`` was recorded before this run, or by it."""
+        """Whether ``data_id`` was recorded before this run, or since into ``done``."""
         return data_id in self.done
 
     def record(self, data_id: str) -> None:
