@@ -8,6 +8,13 @@ import math
 import time
 from collections import deque
 
+from .alarm import Alarm, alarms
+
+GUARD = 0.01  # starts are spaced (1 + GUARD) / rate apart: see RateLimit
+LEAD_MAX = 200e-6  # the most an alarm rings before its slot, so the longest spin, seconds
+LEAD_SHARE = 0.25  # nor more than this share of the interval (the loop spins no longer)
+LEAD_STEP = 2e-6  # how far one measured wake-up lag moves the lead, seconds
+
 
 def _seconds(value: object, what: str, *, positive: bool) -> float:
     """``value`` as a finite float (> 0 when ``positive``, else >= 0), or TypeError/ValueError."""
@@ -53,16 +60,35 @@ class RateLimit:
     remote limit is global.
     """
 
-    __slots__ = ("_interval", "_loop", "_next", "_paused_until", "_rate", "_timer", "_waiters")
+    __slots__ = (
+        "_alarm",
+        "_interval",
+        "_lead",
+        "_loop",
+        "_next",
+        "_paused_until",
+        "_rang",
+        "_rate",
+        "_timer",
+        "_waiters",
+    )
 
     def __init__(self, rate: float) -> None:
         self._rate = _seconds(rate, "rate", positive=True)
-        self._interval = 1.0 / self._rate
+        self._interval = (1.0 + GUARD) / self._rate  # between two starts
         self._next = -math.inf  # earliest time.monotonic() the next call may start
         self._paused_until = -math.inf
         self._waiters: deque[asyncio.Future[None]] = deque()  # FIFO, the head first
         self._timer: asyncio.TimerHandle | None = None  # wakes the head, when it waits
         self._loop: asyncio.AbstractEventLoop | None = None  # set while someone waits
+        # The head waiter is woken twice over: by an alarm of the shared thread (see
+        # .alarm), on time while the loop sleeps, and by the loop timer above, on time
+        # while the loop is busy (the thread then waits for the GIL). The alarm rings
+        # ``_lead`` seconds before the slot and the head spins out what is left; the
+        # lead follows the median of how late the head resumes after its alarm.
+        self._alarm: Alarm | None = None
+        self._lead = min(LEAD_MAX, LEAD_SHARE * self._interval) / 2
+        self._rang = 0.0  # the deadline of the alarm that woke the head, 0 if none did
 
     @property
     def rate(self) -> float:
@@ -93,7 +119,7 @@ class RateLimit:
         until = time.monotonic() + _seconds(seconds, "seconds", positive=False)
         if until > self._paused_until:
             self._paused_until = until
-            if self._timer is not None:
+            if self._waiters and self._loop is not None and not self._loop.is_closed():
                 self._arm()
 
     async def acquire(self) -> float:
@@ -111,6 +137,9 @@ class RateLimit:
                 )
             self._waiters.clear()  # left behind by a closed loop
             self._timer = None
+            if self._alarm is not None:
+                alarms.cancel(self._alarm)
+                self._alarm = None
             self._loop = loop
         start = now
         waiter: asyncio.Future[None] = loop.create_future()
@@ -121,9 +150,12 @@ class RateLimit:
             while True:
                 await waiter
                 now = time.monotonic()
-                if now >= max(self._next, self._paused_until):
+                if self._rang:
+                    self._learn(now - self._rang)
+                due = max(self._next, self._paused_until)
+                if now >= due - LEAD_MAX:  # on time, or a spin away: the slot is ours
                     break
-                # woken early (a pause came in, or the timer ran a hair early): wait again
+                # woken early (a pause came in): wait again
                 waiter = loop.create_future()
                 self._waiters[0] = waiter
                 self._arm()
@@ -131,32 +163,56 @@ class RateLimit:
             self._leave(waiter)
             raise
         self._waiters.popleft()
-        self._next = time.monotonic() + self._interval
+        self._next = max(now, due) + self._interval  # for the new head, until the reading
         self._arm()
+        while time.monotonic() < due:  # the alarm's lead, some tens of microseconds
+            pass
         # The call starts now: read the clock last, after anything that allocates (and so
         # may run the garbage collector), so that no pause falls between this reading and
-        # the caller's start. The head's timer may now be a hair early: it then waits again.
+        # the caller's start. The new head may then wake a hair early: it spins that out.
         now = time.monotonic()
         self._next = now + self._interval
         return now - start
 
     def _arm(self) -> None:
-        """(Re)schedule the one timer that wakes the head waiter when its slot comes."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        """(Re)set the alarm and the timer that wake the head waiter when its slot comes."""
+        self._disarm()
+        self._rang = 0.0
         if not self._waiters:
             self._loop = None
             return
-        assert self._loop is not None
-        delay = max(self._next, self._paused_until) - time.monotonic()
-        self._timer = self._loop.call_at(self._loop.time() + max(delay, 0.0), self._wake)
+        loop = self._loop
+        assert loop is not None
+        due = max(self._next, self._paused_until)
+        self._alarm = alarms.set(due - self._lead, loop, self._ring)
+        self._timer = loop.call_at(loop.time() + max(due - time.monotonic(), 0.0), self._wake)
+
+    def _disarm(self) -> None:
+        """Cancel the alarm and the loop timer, if set."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._alarm is not None:
+            alarms.cancel(self._alarm)
+            self._alarm = None
+
+    def _ring(self, alarm: Alarm) -> None:
+        """Alarm callback, on the loop: wake the head, unless this alarm is out of date."""
+        if alarm is self._alarm:
+            self._rang = alarm.deadline
+            self._wake()
 
     def _wake(self) -> None:
-        """Timer callback: the head waiter's slot has come."""
-        self._timer = None
+        """Wake the head waiter: its slot has come (or is a spin away)."""
+        self._disarm()
         if self._waiters and not self._waiters[0].done():
             self._waiters[0].set_result(None)
+
+    def _learn(self, lag: float) -> None:
+        """Move the lead a step towards the median of the measured wake-up lags."""
+        self._rang = 0.0
+        step = LEAD_STEP if lag > self._lead else -LEAD_STEP
+        self._lead = min(max(self._lead + step, 0.0), LEAD_MAX, LEAD_SHARE * self._interval)
 
     def _leave(self, waiter: asyncio.Future[None]) -> None:
         """A cancelled waiter goes, taking no slot; a new head gets the timer."""
