@@ -14,6 +14,7 @@ GUARD = 0.01  # starts are spaced (1 + GUARD) / rate apart: see RateLimit
 LEAD_MAX = 200e-6  # the most an alarm rings before its slot, so the longest spin, seconds
 LEAD_SHARE = 0.25  # nor more than this share of the interval (the loop spins no longer)
 LEAD_STEP = 2e-6  # how far one measured wake-up lag moves the lead, seconds
+REUSE = 20e-6  # an alarm set this much early still serves (the head spins that out)
 
 
 def _seconds(value: object, what: str, *, positive: bool) -> float:
@@ -69,6 +70,7 @@ class RateLimit:
         "_paused_until",
         "_rang",
         "_rate",
+        "_spare",
         "_timer",
         "_waiters",
     )
@@ -87,6 +89,7 @@ class RateLimit:
         # ``_lead`` seconds before the slot and the head spins out what is left; the
         # lead follows the median of how late the head resumes after its alarm.
         self._alarm: Alarm | None = None
+        self._spare: Alarm | None = None  # rings a slot after the head's: see _arm
         self._lead = min(LEAD_MAX, LEAD_SHARE * self._interval) / 2
         self._rang = 0.0  # the deadline of the alarm that woke the head, 0 if none did
 
@@ -136,10 +139,7 @@ class RateLimit:
                     "RateLimit per event loop"
                 )
             self._waiters.clear()  # left behind by a closed loop
-            self._timer = None
-            if self._alarm is not None:
-                alarms.cancel(self._alarm)
-                self._alarm = None
+            self._disarm()
             self._loop = loop
         start = now
         waiter: asyncio.Future[None] = loop.create_future()
@@ -175,36 +175,70 @@ class RateLimit:
         return now - start
 
     def _arm(self) -> None:
-        """(Re)set the alarm and the timer that wake the head waiter when its slot comes."""
-        self._disarm()
+        """(Re)set the alarms and the timer that wake the head waiter when its slot comes.
+
+        Besides the head's alarm, a spare one rings a slot later, for the waiter behind:
+        when that one becomes the head on time, it keeps the spare, and the alarm thread,
+        already told of that deadline, need not be woken to learn of it.
+        """
         self._rang = 0.0
-        if not self._waiters:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        old = (self._alarm, self._spare)
+        self._alarm = self._spare = None
+        if self._waiters:
+            loop = self._loop
+            assert loop is not None
+            due = max(self._next, self._paused_until)
+            self._alarm = self._alarm_at(due - self._lead, old)
+            if len(self._waiters) > 1:
+                self._spare = self._alarm_at(due + self._interval - self._lead, old)
+            self._timer = loop.call_at(loop.time() + max(due - time.monotonic(), 0.0), self._wake)
+        else:
             self._loop = None
-            return
-        loop = self._loop
-        assert loop is not None
-        due = max(self._next, self._paused_until)
-        self._alarm = alarms.set(due - self._lead, loop, self._ring)
-        self._timer = loop.call_at(loop.time() + max(due - time.monotonic(), 0.0), self._wake)
+        for alarm in old:
+            if alarm is not None and alarm is not self._alarm and alarm is not self._spare:
+                alarms.cancel(alarm)
+
+    def _alarm_at(self, deadline: float, old: tuple[Alarm | None, ...]) -> Alarm:
+        """An alarm ringing at ``deadline`` or a little before: one of ``old`` still to
+        ring, or a new one."""
+        for alarm in old:
+            if (
+                alarm is not None
+                and alarm.loop is not None
+                and deadline - REUSE <= alarm.deadline <= deadline
+            ):
+                return alarm
+        assert self._loop is not None
+        return alarms.set(deadline, self._loop, self._ring)
 
     def _disarm(self) -> None:
-        """Cancel the alarm and the loop timer, if set."""
+        """Cancel the alarms and the loop timer, if set."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for alarm in (self._alarm, self._spare):
+            if alarm is not None:
+                alarms.cancel(alarm)
+        self._alarm = self._spare = None
+
+    def _ring(self, alarm: Alarm) -> None:
+        """Alarm callback, on the loop: wake the head, unless this alarm is out of date."""
+        if alarm is self._alarm:
+            self._alarm = None
+            self._rang = alarm.deadline
+            self._wake()
+
+    def _wake(self) -> None:
+        """Wake the head waiter: its slot has come (or is a spin away)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if self._alarm is not None:
             alarms.cancel(self._alarm)
             self._alarm = None
-
-    def _ring(self, alarm: Alarm) -> None:
-        """Alarm callback, on the loop: wake the head, unless this alarm is out of date."""
-        if alarm is self._alarm:
-            self._rang = alarm.deadline
-            self._wake()
-
-    def _wake(self) -> None:
-        """Wake the head waiter: its slot has come (or is a spin away)."""
-        self._disarm()
         if self._waiters and not self._waiters[0].done():
             self._waiters[0].set_result(None)
 
