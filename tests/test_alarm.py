@@ -7,7 +7,7 @@ import asyncio
 import threading
 import time
 
-from async_dag.core.alarm import Alarm, AlarmClock, alarms
+from async_dag.core.alarm import Alarm, AlarmClock
 
 
 def rung_on(loop: asyncio.AbstractEventLoop, log: list[tuple[Alarm, float, bool]]):
@@ -102,20 +102,48 @@ def test_a_closed_loop_under_a_pending_alarm_does_not_stop_the_thread() -> None:
     assert clock._thread is not None and clock._thread.is_alive()
 
 
-def test_one_thread_serves_many_loops_and_alarms() -> None:
-    """Loops one after another and many alarms add no thread beyond the shared one."""
+def test_one_thread_serves_many_loops_and_alarms_then_ends() -> None:
+    """Loops one after another and many alarms share one thread at a time, which ends
+    once nothing has been set for LINGER seconds; the next alarm starts another."""
+    clock = AlarmClock()
+    seen: set[threading.Thread] = set()
 
     async def many() -> None:
         loop = asyncio.get_running_loop()
         log: list[tuple[Alarm, float, bool]] = []
         now = time.monotonic()
         for i in range(50):
-            alarms.set(now + i * 1e-4, loop, rung_on(loop, log))
+            clock.set(now + i * 1e-4, loop, rung_on(loop, log))
+            assert clock._thread is not None
+            seen.add(clock._thread)
         while len(log) < 50:
             await asyncio.sleep(0.01)
 
-    asyncio.run(many())
-    thread, threads = alarms._thread, threading.active_count()
     for _ in range(3):
         asyncio.run(many())
-    assert alarms._thread is thread and threading.active_count() == threads
+    first = clock._thread
+    assert first is not None and len(seen) <= 3
+    deadline = time.monotonic() + 10
+    while first.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not first.is_alive() and clock._thread is None
+    asyncio.run(many())
+    assert clock._thread is not None and clock._thread is not first
+    assert not any(
+        t.name == "async_dag-alarms" for t in seen if t is not clock._thread and t.is_alive()
+    )
+
+
+def test_cancelling_a_far_alarm_lets_the_idle_thread_end() -> None:
+    """With its only alarm an hour away cancelled, the thread ends after lingering."""
+    clock = AlarmClock()
+    loop = asyncio.new_event_loop()
+    try:
+        far = clock.set(time.monotonic() + 3600, loop, lambda _: None)
+        thread = clock._thread
+        assert thread is not None
+        clock.cancel(far)
+        thread.join(10)
+        assert not thread.is_alive() and clock._thread is None and clock.pending() == 0
+    finally:
+        loop.close()

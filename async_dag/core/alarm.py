@@ -8,7 +8,9 @@ wakes through its self-pipe, some tens of microseconds later). The thread needs 
 to do so: while the loop thread runs Python without pause it may wait up to
 ``sys.getswitchinterval()``, which is why :class:`~.ratelimit.RateLimit` also arms a
 loop timer (a busy loop checks its timers between callbacks). With no alarm set the
-thread blocks on a condition and costs nothing; it never keeps a process alive.
+thread blocks and costs nothing, and after LINGER seconds of that it ends (the next
+alarm starts another), so that nothing outlives a run for long; being a daemon thread,
+it never keeps a process alive.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import os
 import threading
 import time
 from collections.abc import Callable
+
+LINGER = 0.25  # seconds the thread waits with no alarm set before it ends
 
 
 class Alarm:
@@ -71,17 +75,12 @@ class AlarmClock:
         entry = (deadline, next(self._order), alarm)
         with self._lock:
             heapq.heappush(self._heap, entry)
-            earliest = self._heap[0] is entry
-        if earliest:  # the thread sleeps until a later deadline, or indefinitely
             if self._thread is None:
                 self._thread = threading.Thread(
-                    target=self._serve,
-                    args=(self._lock, self._bell, self._heap),
-                    name="async_dag-alarms",
-                    daemon=True,
+                    target=self._serve, name="async_dag-alarms", daemon=True
                 )
                 self._thread.start()
-            else:
+            elif self._heap[0] is entry:  # it sleeps until a later deadline, or for good
                 with contextlib.suppress(RuntimeError):  # rung already: it will look
                     self._bell.release()
         return alarm
@@ -100,16 +99,19 @@ class AlarmClock:
                     heap.pop()
                     heapq.heapify(heap)
                     break
+            if not heap and alarm.deadline - time.monotonic() > LINGER:
+                # the thread would sleep on until that deadline: let it end sooner
+                with contextlib.suppress(RuntimeError):
+                    self._bell.release()
 
-    @staticmethod
-    def _serve(
-        lock: threading.Lock, bell: threading.Lock, heap: list[tuple[float, int, Alarm]]
-    ) -> None:
-        """The thread: ring what is due, then sleep until the next deadline or a ring.
+    def _serve(self) -> None:
+        """The thread: ring what is due, then sleep until the next deadline or a ring;
+        end after LINGER seconds with nothing to do.
 
         Ringing is the last thing before sleeping, so that the woken loop thread rarely
         finds the GIL still held by this one.
         """
+        lock, bell, heap = self._lock, self._bell, self._heap
         while True:
             due: list[Alarm] = []
             with lock:
@@ -123,12 +125,15 @@ class AlarmClock:
                     # RuntimeError: its loop closed under it, and nobody is left to wake
                     with contextlib.suppress(RuntimeError):
                         loop.call_soon_threadsafe(alarm.callback, alarm)
-            if wake_at == math.inf:
-                bell.acquire()
-            else:
+            if wake_at < math.inf:
                 delay = wake_at - time.monotonic()
                 if delay > 0:
                     bell.acquire(timeout=delay)
+            elif not bell.acquire(timeout=LINGER):
+                with lock:
+                    if not heap:  # idle for LINGER seconds: end (set() starts another)
+                        self._thread = None
+                        return
 
 
 alarms = AlarmClock()

@@ -14,7 +14,8 @@ GUARD = 0.01  # starts are spaced (1 + GUARD) / rate apart: see RateLimit
 LEAD_MAX = 200e-6  # the most an alarm rings before its slot, so the longest spin, seconds
 LEAD_SHARE = 0.25  # nor more than this share of the interval (the loop spins no longer)
 LEAD_STEP = 2e-6  # how far one measured wake-up lag moves the lead, seconds
-REUSE = 20e-6  # an alarm set this much early still serves (the head spins that out)
+REUSE = 20e-6  # an alarm set this much early still serves (the head spins that out),
+# and one two steps of the lead late (the lead moved since it was set)
 
 
 def _seconds(value: object, what: str, *, positive: bool) -> float:
@@ -207,13 +208,13 @@ class RateLimit:
                 alarms.cancel(alarm)
 
     def _alarm_at(self, deadline: float, old: tuple[Alarm | None, ...]) -> Alarm:
-        """An alarm ringing at ``deadline`` or a little before: one of ``old`` still to
+        """An alarm ringing at about ``deadline`` (see REUSE): one of ``old`` still to
         ring, or a new one."""
         for alarm in old:
             if (
                 alarm is not None
                 and alarm.loop is not None
-                and deadline - REUSE <= alarm.deadline <= deadline
+                and deadline - REUSE <= alarm.deadline <= deadline + 2 * LEAD_STEP
             ):
                 return alarm
         assert self._loop is not None
