@@ -14,8 +14,9 @@ GUARD = 0.01  # starts are spaced (1 + GUARD) / rate apart: see RateLimit
 LEAD_MAX = 200e-6  # the most an alarm rings before its slot, so the longest spin, seconds
 LEAD_SHARE = 0.25  # nor more than this share of the interval (the loop spins no longer)
 LEAD_STEP = 2e-6  # how far one measured wake-up lag moves the lead, seconds
-REUSE = 20e-6  # an alarm set this much early still serves (the head spins that out),
-# and one two steps of the lead late (the lead moved since it was set)
+# An alarm already set serves a new deadline if it rings up to REUSE early (the head
+# spins that out) or up to two LEAD_STEPs late (the lead moved since it was set).
+REUSE = 20e-6
 
 
 def _seconds(value: object, what: str, *, positive: bool) -> float:
@@ -57,8 +58,8 @@ class RateLimit:
     own timers wake up to a millisecond late when it sleeps (asyncio rounds each wait up
     to a whole millisecond), so the waiter first in line is also woken by the shared
     alarm thread of :mod:`.alarm`, a little early, and spins out the last tens of
-    microseconds. With a core to spare, over 95% of ``rate`` calls per second start at
-    1,000/s; a machine too loaded to schedule the process on time gets fewer
+    microseconds. With a core to spare, about 95% of ``rate`` calls per second start
+    at 1,000/s; a machine too loaded to schedule the process on time gets fewer
     (``python -m bench --only ratelimit`` measures it). With no one waiting, nothing runs.
 
     It pickles as its rate alone: each worker process of the subprocess runners gets an
