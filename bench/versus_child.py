@@ -49,13 +49,35 @@ def chain(handler: Any, workers: int = 1, **options: Any) -> Any:
     return builder.build()
 
 
-def counted(pipeline: Any) -> Callable[[int], Awaitable[int]]:
+def fan(branches: int = 4, **options: Any) -> Any:
+    from async_dag import PipelineBuilder
+
+    builder = PipelineBuilder("fan").add_task("source", inc, **options)
+    builder.add_task("sink", inc, **options)
+    for b in range(branches):
+        builder.add_task(f"b{b}", inc, **options)
+        builder.add_edge("source", f"b{b}").add_edge(f"b{b}", "sink")
+    return builder.build()
+
+
+def counted(pipeline: Any, per_input: int = 1) -> Callable[[int], Awaitable[int]]:
     async def run(n: int) -> int:
         counter = Counter()
         await pipeline.run_stream(range(n), result_handler=counter)
-        return counter.count
+        assert counter.count == n * per_input, (counter.count, n)
+        return n
 
     return run
+
+
+async def hand_fan(n: int) -> int:
+    from baseline import run_fan  # bench/ is this script's directory: no engine involved
+
+    async def step(x: int) -> int:
+        return x + 1
+
+    assert await run_fan(n, step, 4) == n * 4
+    return n
 
 
 def collected(pipeline: Any) -> Callable[[int], Awaitable[int]]:
@@ -108,6 +130,9 @@ WORKLOADS: dict[str, Callable[[], Callable[[int], Awaitable[int]]]] = {
     "batch sink, async def": lambda: batch_sink("async"),
     "batch sink, def (threaded)": lambda: batch_sink("thread"),
     "batch sink, def inline": lambda: batch_sink("inline"),
+    "fan-out/in, queue_size=100": lambda: counted(fan(queue_size=100), 4),
+    "fan-out/in, default queues": lambda: counted(fan(), 4),
+    "hand-written fan-out/in": lambda: hand_fan,
 }
 
 

@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from _util import settle
 
 from async_dag import PipelineBuilder, RunResult
 
@@ -529,3 +530,70 @@ def test_slow_tests_get_the_longer_hang_guard(request):
     """A test marked slow, with no timeout marker of its own, gets 120 s instead of 30 s."""
     assert request.node.get_closest_marker("timeout").args == (120,)
     assert request.config.getini("timeout") == "30"
+
+
+def busy(run, *nodes: str) -> dict[str, tuple[int, int, int]]:
+    """(received, emitted, in_flight) per node, read from a running run's live stats."""
+    stats = run.stats.nodes
+    return {n: (stats[n].received, stats[n].emitted, stats[n].in_flight) for n in nodes}
+
+
+async def test_in_flight_counts_a_waiting_handler_and_a_waiting_put():
+    """Read while the run is going, ``in_flight`` counts the payload whose handler waits
+    and the one whose output waits for room downstream; a worker with nothing counts 0."""
+    gate = asyncio.Event()
+
+    async def stuck(ctx, x):
+        if x == 0:
+            await gate.wait()
+        return x
+
+    p = (
+        PipelineBuilder("busy")
+        .add_task("a", ident, queue_size=1)
+        .add_task("b", stuck, queue_size=1)
+        .add_task("c", ident, queue_size=1)
+        .add_edge("a", "b")
+        .add_edge("b", "c")
+        .build()
+    )
+    run = p.start(range(4))
+    await settle(50)
+    # b waits in its handler for 0 with 1 queued; a has sent 0 and 1 and waits to put 2
+    assert busy(run, "a", "b", "c") == {"a": (3, 3, 1), "b": (1, 0, 1), "c": (0, 0, 0)}
+    gate.set()
+    result = await run
+    assert sorted(result) == [0, 1, 2, 3]
+    assert busy(run, "a", "b", "c") == {n: (4, 4, 0) for n in "abc"}
+
+
+async def test_in_flight_is_zero_for_workers_waiting_for_input_mid_run():
+    """Between inputs every worker is idle, and the stats say so (and no payload is lost
+    or counted twice on either side of the pause)."""
+    more = asyncio.Event()
+
+    async def inputs():
+        yield 0
+        yield 1
+        await more.wait()
+        yield 2
+
+    p = (
+        PipelineBuilder("idle")
+        .add_task("a", ident, concurrency=2)
+        .add_task("b", inc, concurrency=2)
+        .add_task("c", inc, concurrency=2)
+        .add_task("sink", ident, concurrency=2)
+        .add_edge("a", "b")
+        .add_edge("a", "c")
+        .add_edge("b", "sink")
+        .add_edge("c", "sink")
+        .build()
+    )
+    run = p.start(inputs())
+    await settle(50)
+    nodes = ("a", "b", "c", "sink")
+    assert busy(run, *nodes) == {"a": (2, 2, 0), "b": (2, 2, 0), "c": (2, 2, 0), "sink": (4, 4, 0)}
+    more.set()
+    assert sorted(await run) == [1, 1, 2, 2, 3, 3]
+    assert busy(run, *nodes) == {"a": (3, 3, 0), "b": (3, 3, 0), "c": (3, 3, 0), "sink": (6, 6, 0)}

@@ -56,11 +56,12 @@ class NodeQueue:
     def offer(self, item: Any) -> bool:
         """Append ``item`` if there is room; False (nothing done) when full."""
         items = self._items
-        if len(items) >= self.maxsize:
+        depth = len(items)
+        if depth >= self.maxsize:
             return False
         items.append(item)
-        if len(items) > self.max_depth:
-            self.max_depth = len(items)
+        if depth >= self.max_depth:
+            self.max_depth = depth + 1
         if self._getters:
             _wake(self._getters)
         return True
