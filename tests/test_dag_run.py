@@ -597,3 +597,58 @@ async def test_in_flight_is_zero_for_workers_waiting_for_input_mid_run():
     more.set()
     assert sorted(await run) == [1, 1, 2, 2, 3, 3]
     assert busy(run, *nodes) == {"a": (3, 3, 0), "b": (3, 3, 0), "c": (3, 3, 0), "sink": (6, 6, 0)}
+
+
+async def test_contexts_along_hops_and_fan_out_are_exact():
+    """Every hop (a retried source, a plain fan-out, single edges into a fan-in) gives the
+    next handler the run's id, the input's data_id and metadata, the path one longer and
+    attempt 0; the sink's handler and the result handler see the same context."""
+    seen: list[tuple[str, object]] = []
+    tries: dict[int, int] = {}
+
+    async def flaky(ctx, x):
+        tries[x] = tries.get(x, 0) + 1
+        if tries[x] == 1:
+            raise ValueError("first try")
+        return x
+
+    async def look(ctx, x):
+        seen.append((ctx.node, ctx))
+        return x
+
+    p = (
+        PipelineBuilder("contexts")
+        .add_task("src", flaky, retries=1, queue_size=1)
+        .add_task("left", look, queue_size=1)
+        .add_task("right", look, queue_size=1)
+        .add_task("sink", look, queue_size=1)
+        .add_edge("src", "left")
+        .add_edge("src", "right")
+        .add_edge("left", "sink")
+        .add_edge("right", "sink")
+        .build()
+    )
+    handed: list[object] = []
+    await p.run_stream(
+        range(3),
+        run_id="r1",
+        metadata={"k": "v"},
+        result_handler=lambda ctx, value: handed.append(ctx),
+    )
+    paths = {
+        "left": ("src", "left"),
+        "right": ("src", "right"),
+    }
+    assert len(seen) == 12 and len(handed) == 6
+    for node, ctx in seen:
+        assert (ctx.run_id, ctx.attempt, dict(ctx.metadata)) == ("r1", 0, {"k": "v"})
+        assert ctx.node == node and ctx.data_id in {"0", "1", "2"}
+        if node != "sink":
+            assert ctx.path == paths[node]
+        else:
+            assert ctx.path in {(*paths["left"], "sink"), (*paths["right"], "sink")}
+    sink_contexts = [ctx for node, ctx in seen if node == "sink"]
+    assert sorted(handed, key=repr) == sorted(sink_contexts, key=repr)
+    assert sorted((c.data_id, c.path[1]) for c in handed) == sorted(
+        (str(i), b) for i in range(3) for b in ("left", "right")
+    )

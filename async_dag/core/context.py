@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from operator import itemgetter
 from types import MappingProxyType
 from typing import Any
@@ -239,6 +239,20 @@ def input_contexts(
 def derive(ctx: PipelineContext, node: str) -> PipelineContext:
     """The context of an output of ``ctx``'s payload as it moves on to ``node``."""
     return _new(PipelineContext, (ctx[0], ctx[1], ctx[2] + (node,), 0, ctx[4]))
+
+
+def derive_to(
+    node: str, run_id: str, metadata: dict[str, Any] | None
+) -> Callable[[PipelineContext], PipelineContext]:
+    """``derive(ctx, node)`` for the contexts of one run, made once per edge: every context
+    of a run carries the run's id and metadata, so they are bound here rather than read
+    from each context (reading a tuple subclass's item is no cheap index on CPython)."""
+    step = (node,)
+
+    def to(ctx: PipelineContext) -> PipelineContext:
+        return _new(PipelineContext, (run_id, ctx[1], ctx[2] + step, 0, metadata))
+
+    return to
 
 
 def with_attempt(ctx: PipelineContext, attempt: int) -> PipelineContext:

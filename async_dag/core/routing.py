@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .context import PipelineContext, derive, log_extra
+from .context import PipelineContext, derive, derive_to, log_extra
 from .definition import TaskTransition, describe_predicate
 from .errors import LoopLimitExceeded
 from .node import Emit, NodeRuntime
@@ -59,12 +59,12 @@ async def put_all(blocked: list[tuple[NodeQueue, Any]]) -> None:
 
 def single_edge(run: Run, target: NodeRuntime) -> Emit:
     """One unconditional edge: the hot path of a chain."""
-    queue, target_id = target.queue, target.id
+    queue, to = target.queue, derive_to(target.id, run.run_id, run.options.metadata)
     offer = queue.offer
     tracker = run.tracker
 
     def emit(ctx: PipelineContext, value: Any) -> Awaitable[None] | None:
-        item = (derive(ctx, target_id), value)
+        item = (to(ctx), value)
         run.active += 1
         if tracker is not None:
             tracker.enter(ctx[1], target)
@@ -78,19 +78,19 @@ def single_edge(run: Run, target: NodeRuntime) -> Emit:
 class Hop(NamedTuple):
     """One unconditional edge, taken by a worker that calls its handler directly in a run
     without joins (the hot path of a chain). The worker does the hop itself,
-    ``item = (derive(ctx, target), value)`` then ``offer(item) or await put(item)``, and
-    the output takes over its payload's place in ``run.active`` (and, with a checkpoint,
-    in its input's :class:`~async_dag.core.tracking.Counts`), so neither side touches
-    the counts."""
+    ``item = (to(ctx), value)`` then ``offer(item) or await put(item)``, and the output
+    takes over its payload's place in ``run.active`` (and, with a checkpoint, in its
+    input's :class:`~async_dag.core.tracking.Counts`), so neither side touches the counts."""
 
-    target: str
+    to: Callable[[PipelineContext], PipelineContext]  # see ``derive_to``
     offer: Callable[[Any], bool]
     put: Callable[[Any], Awaitable[None]]
 
 
-def hop(target: NodeRuntime) -> Hop:
+def hop(run: Run, target: NodeRuntime) -> Hop:
     """The hop along the edge to ``target``."""
-    return Hop(target.id, target.queue.offer, target.queue.put)
+    to = derive_to(target.id, run.run_id, run.options.metadata)
+    return Hop(to, target.queue.offer, target.queue.put)
 
 
 def fan_out(run: Run, node: NodeRuntime, out: list[Edge], relay: bool = False) -> Emit:
@@ -99,7 +99,15 @@ def fan_out(run: Run, node: NodeRuntime, out: list[Edge], relay: bool = False) -
     calls: the first output takes over its payload's place in the count (as with
     :class:`Hop`). With debug logging on, :func:`edges` does it (it logs each route)."""
     general = edges(run, node, out)
-    hops = [(edge.target.id, edge.target.queue.offer, edge.target.queue) for edge in out]
+    metadata = run.options.metadata
+    hops = [
+        (
+            derive_to(edge.target.id, run.run_id, metadata),
+            edge.target.queue.offer,
+            edge.target.queue,
+        )
+        for edge in out
+    ]
     count = len(hops) - 1 if relay else len(hops)
 
     def emit(ctx: PipelineContext, value: Any) -> Awaitable[None] | None:
@@ -109,8 +117,8 @@ def fan_out(run: Run, node: NodeRuntime, out: list[Edge], relay: bool = False) -
             return general(ctx, value)
         run.active += count
         blocked: list[tuple[NodeQueue, Any]] | None = None
-        for target, offer, queue in hops:
-            item = (derive(ctx, target), value)
+        for to, offer, queue in hops:
+            item = (to(ctx), value)
             if not offer(item):
                 if blocked is None:
                     blocked = []

@@ -185,7 +185,7 @@ class Run:
             elif len(out) == 1 and out[0].when is None and out[0].max_loops is None:
                 node.emit = routing.single_edge(self, out[0].target)
                 if not isinstance(self.tracker, Tracker):  # a count moves with the payload
-                    node.hop = routing.hop(out[0].target)
+                    node.hop = routing.hop(self, out[0].target)
             elif (
                 len(out) > 1
                 and self.tracker is None

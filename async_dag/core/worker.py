@@ -13,12 +13,12 @@ counts are left alone.
 
 This loop runs once per payload per node, so it is written for CPython's sake: the
 queue is iterated (``drain``, a generator resumed per item, cheaper than a call), names
-are bound to locals once, and the hop is one ``derive`` and one ``offer``. A direct
-worker counts itself in ``in_flight`` once per stretch of work, not once per payload:
-between two payloads of a stretch it never suspends, so whoever reads the count (a
-monitor's sampler, a handler) sees exactly the payloads being handled, as before. ``make bench``
-measures it against a hand-written pipeline, ``make bench-versus`` against an earlier
-revision of itself.
+are bound to locals once, and the hop is one context derived (``derive_to``) and one
+``offer``. A direct worker counts itself in ``in_flight`` once per stretch of work, not
+once per payload: between two payloads of a stretch it never suspends, so whoever reads
+the count (a monitor's sampler, a handler) sees exactly the payloads being handled.
+``make bench`` measures it against a hand-written pipeline, ``make bench-versus``
+against an earlier revision of itself.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import asyncio
 from types import CoroutineType
 from typing import TYPE_CHECKING
 
-from .context import derive
 from .queue import QueueClosed
 
 if TYPE_CHECKING:
@@ -44,7 +43,7 @@ async def work(node: NodeRuntime) -> None:
     hop = node.hop if direct else None
     relay = node.relay if direct else None
     if hop is not None:
-        target, offer, put = hop
+        to, offer, put = hop
     try:
         while True:
             if direct:  # busy from here to the wait: see the module docstring
@@ -65,7 +64,7 @@ async def work(node: NodeRuntime) -> None:
                 else:
                     node.emitted += 1
                     if hop is not None:  # the output counts in the payload's place
-                        item = (derive(ctx, target), value)
+                        item = (to(ctx), value)
                         if not offer(item):
                             await put(item)
                         continue
