@@ -24,6 +24,7 @@ from typing import Any
 
 from async_dag import ItemError, PipelineBuilder, PipelineContext
 from async_dag.core import routing, run, worker
+from async_dag.core.context import derive_to
 
 from . import memory, steps
 from .harness import Impl, Row, Target, compare
@@ -52,11 +53,10 @@ def unused_options_chain() -> Any:
 
 def _untracked_single_edge(run_: Any, target: Any) -> Any:
     """``routing.single_edge`` as it would be with no tracking code at all."""
-    queue, target_id = target.queue, target.id
-    derive = routing.derive
+    queue, to = target.queue, derive_to(target.id, run_.run_id, run_.options.metadata)
 
     def emit(ctx: PipelineContext, value: Any) -> Any:
-        item = (derive(ctx, target_id), value)
+        item = (to(ctx), value)
         run_.active += 1
         if queue.offer(item):
             return None
