@@ -652,3 +652,44 @@ async def test_contexts_along_hops_and_fan_out_are_exact():
     assert sorted((c.data_id, c.path[1]) for c in handed) == sorted(
         (str(i), b) for i in range(3) for b in ("left", "right")
     )
+
+
+async def test_fan_out_stats_exact_with_a_raising_result_handler_under_collect():
+    """A result handler that raises for some outputs of a fan-in sink fails just those
+    outputs: the others are handed over, the errors are collected, and every node's
+    counts add up with nothing left in flight."""
+    handed: list[tuple[str, int]] = []
+
+    def handler(ctx, value):
+        if value % 3 == 0:
+            raise KeyError(value)
+        handed.append((ctx.path[1], value))
+
+    p = (
+        PipelineBuilder("fan")
+        .add_task("src", ident, queue_size=2)
+        .add_task("b0", inc, queue_size=1)
+        .add_task("b1", inc, queue_size=1)
+        .add_task("b2", inc, queue_size=2)
+        .add_task("sink", ident, queue_size=1)
+        .add_edge("src", "b0")
+        .add_edge("src", "b1")
+        .add_edge("src", "b2")
+        .add_edge("b0", "sink")
+        .add_edge("b1", "sink")
+        .add_edge("b2", "sink")
+        .build()
+    )
+    result = await p.run_stream(range(30), on_error="collect", result_handler=handler)
+    failing = [v for v in range(1, 31) if v % 3 == 0]
+    assert sorted(handed) == sorted(
+        (b, v) for b in ("b0", "b1", "b2") for v in range(1, 31) if v % 3
+    )
+    assert sorted(e.exception.args[0] for e in result.errors) == sorted(failing * 3)
+    assert all(e.node == "sink" for e in result.errors)
+    nodes = result.stats.nodes
+    assert (nodes["src"].received, nodes["src"].emitted, nodes["src"].failed) == (30, 30, 0)
+    for b in ("b0", "b1", "b2"):
+        assert (nodes[b].received, nodes[b].emitted, nodes[b].failed) == (30, 30, 0)
+    assert (nodes["sink"].received, nodes["sink"].failed) == (90, 30)
+    assert all(n.in_flight == 0 and n.queue_depth == 0 for n in nodes.values())
