@@ -24,6 +24,13 @@ async def inc_yield(ctx: Any, x: int) -> int:
     return x + 1
 
 
+async def uneven(ctx: Any, x: int) -> int:
+    """``x + 1`` after 0-3 loop turns, so that items finish out of input order."""
+    for _ in range(x % 4):
+        await asyncio.sleep(0)
+    return x + 1
+
+
 def inc_sync(ctx: Any, x: int) -> int:
     return x + 1
 
@@ -73,6 +80,21 @@ async def function(n: int) -> int:
     return counter.count
 
 
+def out_of_order(ordered: bool) -> Callable[[int], Awaitable[int]]:
+    """The ``ordered`` bench row: 16 at a time, items finishing 0-3 loop turns apart."""
+
+    async def run(n: int) -> int:
+        from async_dag import run_function_pipeline
+
+        counter = Counter()
+        await run_function_pipeline(
+            range(n), uneven, concurrency=16, ordered=ordered, result_handler=counter
+        )
+        return counter.count
+
+    return run
+
+
 WORKLOADS: dict[str, Callable[[], Callable[[int], Awaitable[int]]]] = {
     "chain, queue_size=100": lambda: counted(chain(inc, queue_size=100)),
     "chain, default queues": lambda: counted(chain(inc)),
@@ -80,6 +102,8 @@ WORKLOADS: dict[str, Callable[[], Callable[[int], Awaitable[int]]]] = {
     "chain, RunResult kept": lambda: collected(chain(inc, queue_size=100)),
     "chain, 8 workers, a loop turn each": lambda: counted(chain(inc_yield, 8, queue_size=100)),
     "function pipeline": lambda: function,
+    "function, 16 out of order, unordered": lambda: out_of_order(False),
+    "function, 16 out of order, ordered": lambda: out_of_order(True),
 }
 
 
