@@ -52,8 +52,8 @@ class Reorder:
         # id(ctx) of a finished, unreleased input -> its outputs: one value (or _FAILED)
         # on the direct path, else a list of (ctx, value)
         self.finished: dict[int, Any] = {}
-        # the feeder's step while it waits for room (see lend), and how many inputs it
-        # may still enter before the loop's next turn
+        # the feeder's step while it waits for room, and how many inputs it may still
+        # enter before the budget is renewed (see lend)
         self.refill: Callable[[int], int] | None = None
         self.budget = 0
         self._renewing = False  # a fresh budget is due at the loop's next turn
@@ -78,10 +78,11 @@ class Reorder:
 
     async def lend(self, refill: Callable[[int], int]) -> None:
         """The feeder's wait while releases take its step: after each release
-        ``refill(most)`` enters up to ``most`` of the inputs that now fit. At most a
-        window's worth enter so per loop turn (a worker whose handler never waits still
-        lets the loop run; the rest enter at the next turn). Returns once ``refill``
-        returns -1: the input has ended, or raised."""
+        ``refill(most)`` enters up to ``most`` of the inputs that now fit. Releases
+        spend a budget of two windows of inputs, renewed at the loop's next turn once
+        under one window, so a worker whose handler never waits still lets the loop
+        run (the rest enter at that turn). Returns once ``refill`` returns -1: the
+        input has ended, or raised."""
         self.refill = refill
         self.budget = 2 * self.window
         try:
