@@ -42,9 +42,7 @@ async def test_pulled_and_unreleased_inputs_stay_within_the_window(concurrency):
         released += 1
         seen.append(value)
 
-    await run_function_pipeline(
-        inputs(), uneven, concurrency=concurrency, result_handler=handler
-    )
+    await run_function_pipeline(inputs(), uneven, concurrency=concurrency, result_handler=handler)
     assert seen == list(range(600))
     assert widest <= 2 * concurrency
 
