@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from async_dag import PipelineContext, run_function_pipeline
+from async_dag import PipelineBuilder, PipelineContext, run_function_pipeline
+from async_dag.core.context import derive
 
 from . import baseline, steps
 from .harness import Impl, Row, Target, compare
@@ -32,6 +33,14 @@ async def chain3_yield(ctx: PipelineContext, x: int) -> int:
     return await steps.inc_yield(await steps.inc_yield(await steps.inc_yield(x)))
 
 
+def fused3(ctx: PipelineContext, x: int) -> int:
+    """What fusing the inline chain into one worker could give at most: the three calls
+    with their contexts derived as the engine would, but no counters for ``s1``/``s2``."""
+    c1 = derive(ctx, "s1")
+    c2 = derive(c1, "s2")
+    return steps.h_inc_sync(c2, steps.h_inc_sync(c1, steps.h_inc_sync(ctx, x)))
+
+
 async def _run_function(items: int, fn: Any, **options: Any) -> int:
     counter = steps.Counter()
     await run_function_pipeline(range(items), fn, result_handler=counter, **options)
@@ -44,6 +53,7 @@ def workload_chain(scale: float, rounds: int) -> list[Row]:
     dag_q100 = steps.chain([(steps.h_inc, 1)] * 3, queue_size=100)
     dag_default = steps.chain([(steps.h_inc, 1)] * 3)
     dag_inline = steps.chain([(steps.h_inc_sync, 1)] * 3, queue_size=100, inline=True)
+    dag_fused = PipelineBuilder("fused").add_task("s0", fused3, inline=True).build()
 
     async def hand(n: int) -> int:
         return await baseline.run_chain(n, [(steps.inc, 1)] * 3)
@@ -59,6 +69,9 @@ def workload_chain(scale: float, rounds: int) -> list[Row]:
 
     async def inline(n: int) -> int:
         return await steps.run_counted(dag_inline, n)
+
+    async def fused(n: int) -> int:
+        return await steps.run_counted(dag_fused, n)
 
     async def collected(n: int) -> int:
         return len(await dag_q100.run_stream(range(n)))
@@ -79,6 +92,11 @@ def workload_chain(scale: float, rounds: int) -> list[Row]:
             note=f"queue_size={dag_default.tasks['s0'].bound}",
         ),
         Impl("async_dag DAG, inline sync handlers", inline, note="def handlers, inline=True"),
+        Impl(
+            "inline chain fused by hand (fusion's upper bound)",
+            fused,
+            note="one inline task making the 3 calls, contexts derived, no per-node counters",
+        ),
         Impl("async_dag DAG, RunResult kept", collected, note="no result_handler"),
         # the function-pipeline form of the chain: the three steps are awaits in one
         # function, so no queue between them (what users of this form write)

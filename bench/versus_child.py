@@ -95,6 +95,31 @@ def out_of_order(ordered: bool) -> Callable[[int], Awaitable[int]]:
     return run
 
 
+def batch_sink(kind: str) -> Callable[[int], Awaitable[int]]:
+    """A one-task DAG whose task takes batches of 500 and counts them (a no-op sink):
+    what the engine adds per row to a batch sink such as the bench's SQLite writer."""
+    from async_dag import PipelineBuilder
+
+    seen = [0]
+
+    async def count_async(ctx: Any, batch: list[Any]) -> None:
+        seen[0] += len(batch)
+
+    def count_sync(ctx: Any, batch: list[Any]) -> None:
+        seen[0] += len(batch)
+
+    handler = count_async if kind == "async" else count_sync
+    options = {"inline": True} if kind == "inline" else {}
+    pipeline = PipelineBuilder("sink").add_task("sink", handler, batch_size=500, **options).build()
+
+    async def run(n: int) -> int:
+        seen[0] = 0
+        await pipeline.run_stream(range(n))
+        return seen[0]
+
+    return run
+
+
 WORKLOADS: dict[str, Callable[[], Callable[[int], Awaitable[int]]]] = {
     "chain, queue_size=100": lambda: counted(chain(inc, queue_size=100)),
     "chain, default queues": lambda: counted(chain(inc)),
@@ -104,6 +129,9 @@ WORKLOADS: dict[str, Callable[[], Callable[[int], Awaitable[int]]]] = {
     "function pipeline": lambda: function,
     "function, 16 out of order, unordered": lambda: out_of_order(False),
     "function, 16 out of order, ordered": lambda: out_of_order(True),
+    "batch sink, async def": lambda: batch_sink("async"),
+    "batch sink, def (threaded)": lambda: batch_sink("thread"),
+    "batch sink, def inline": lambda: batch_sink("inline"),
 }
 
 

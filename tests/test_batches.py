@@ -8,7 +8,7 @@ import time
 import pytest
 
 from async_dag import ItemError, PipelineBuilder, PipelineDefinitionError
-from async_dag.core.queue import NodeQueue
+from async_dag.core.queue import BatchQueue
 
 
 def pipeline_with(handler, **options):
@@ -218,13 +218,13 @@ async def test_a_batch_fills_from_a_full_queue_in_arrival_order():
 
 async def test_a_queue_gives_up_to_n_items_at_once_and_wakes_a_waiting_put():
     """take_many: the oldest items first, never more than asked, room made for putters."""
-    queue = NodeQueue(3)
+    queue = BatchQueue(3)
     for item in (1, 2, 3):
-        assert queue.offer(item)
-    put = asyncio.create_task(queue.put(4))
+        assert queue.offer(("c", item))
+    put = asyncio.create_task(queue.put(("c", 4)))
     await asyncio.sleep(0)  # the put now waits: the queue is full
     assert not put.done()
-    assert queue.take_many(2) == [1, 2]
+    assert queue.take_many(2) == ([("c", 1), ("c", 2)], 2)
     await asyncio.wait_for(put, 1)
-    assert queue.take_many(5) == [3, 4]
-    assert queue.take_many(5) == [] and len(queue) == 0
+    assert queue.take_many(5) == ([("c", 3), ("c", 4)], 2)
+    assert queue.take_many(5) == ([], 0) and len(queue) == 0

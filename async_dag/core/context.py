@@ -104,19 +104,113 @@ class BatchContext(PipelineContext):
 
     __slots__ = ()
 
-    def __new__(cls, first: PipelineContext, batch: tuple[PipelineContext, ...]) -> BatchContext:
+    def __new__(
+        cls, first: PipelineContext, batch: tuple[PipelineContext, ...] | LazyContexts
+    ) -> BatchContext:
         return tuple.__new__(cls, (*first[:5], batch))
 
     @property
     def batch(self) -> tuple[PipelineContext, ...]:
         """The contexts of the batch's payloads: ``ctx.batch[i]`` belongs to ``batch[i]``."""
-        return self[5]  # type: ignore[no-any-return]
+        batch = self[5]
+        return batch if type(batch) is tuple else batch.contexts()
 
     def _replace(self, **changes: Any) -> PipelineContext:
         return BatchContext(PipelineContext._replace(self, **changes), self[5])
 
     def __getnewargs__(self) -> tuple[Any, ...]:
-        return (PipelineContext(*self[:5]), self[5])
+        return (PipelineContext(*self[:5]), self.batch)
+
+
+class InputSpan:
+    """``count`` consecutive plain inputs numbered from ``first`` entering ``node``,
+    standing for their contexts until one is needed: the feeder queues a chunk of inputs
+    for a batch task as one span, so a sink that never reads ``ctx.batch`` costs no
+    context per payload. :func:`input_contexts` builds the contexts, the same ones the
+    feeder builds for any other source."""
+
+    __slots__ = ("count", "first", "metadata", "node", "prefix", "run_id")
+
+    def __init__(
+        self,
+        run_id: str,
+        prefix: str,
+        first: int,
+        count: int,
+        node: str,
+        metadata: dict[str, Any] | None,
+    ) -> None:
+        self.run_id, self.prefix, self.first, self.count = run_id, prefix, first, count
+        self.node, self.metadata = node, metadata
+
+    def contexts(self) -> list[PipelineContext]:
+        """The inputs' contexts, in order."""
+        return input_contexts(
+            self.run_id, self.prefix, self.first, self.count, self.node, self.metadata
+        )
+
+    def head(self) -> PipelineContext:
+        """The first input's context."""
+        return input_context(self.run_id, self.prefix + str(self.first), self.node, self.metadata)
+
+    def split(self, count: int) -> tuple[InputSpan, InputSpan]:
+        """The first ``count`` inputs and the rest, as two spans."""
+        run_id, prefix, first, node, meta = (
+            self.run_id,
+            self.prefix,
+            self.first,
+            self.node,
+            self.metadata,
+        )
+        return (
+            InputSpan(run_id, prefix, first, count, node, meta),
+            InputSpan(run_id, prefix, first + count, self.count - count, node, meta),
+        )
+
+    def __repr__(self) -> str:
+        return f"<InputSpan {self.first}..{self.first + self.count - 1} at {self.node!r}>"
+
+
+class LazyContexts:
+    """A batch's contexts, built on first use from ``parts`` (contexts and spans, in
+    payload order): what ``BatchContext.batch`` reads. Equal, hashed and pickled as
+    the tuple of contexts it stands for."""
+
+    __slots__ = ("_built", "_parts")
+
+    def __init__(self, parts: list[PipelineContext | InputSpan]) -> None:
+        self._parts = parts
+        self._built: tuple[PipelineContext, ...] | None = None
+
+    def contexts(self) -> tuple[PipelineContext, ...]:
+        """The tuple of contexts (built once)."""
+        built = self._built
+        if built is None:
+            out: list[PipelineContext] = []
+            for part in self._parts:
+                if type(part) is InputSpan:
+                    out.extend(part.contexts())
+                else:
+                    out.append(part)  # type: ignore[arg-type]
+            built = self._built = tuple(out)
+        return built
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, LazyContexts):
+            other = other.contexts()
+        return self.contexts() == other
+
+    def __hash__(self) -> int:
+        return hash(self.contexts())
+
+    def __len__(self) -> int:
+        return len(self.contexts())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (tuple, (self.contexts(),))
+
+    def __repr__(self) -> str:
+        return repr(self.contexts())
 
 
 # The one place that knows the tuple's layout: (run_id, data_id, path, attempt, metadata).

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .context import PipelineContext, log_extra, with_attempt
 from .errors import RetryAfter
 from .handlers import HandlerKind, callable_name
-from .queue import NodeQueue
+from .queue import BatchQueue, NodeQueue
 from .threads import Lanes
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ class NodeRuntime:
         self.awaits = self.kind is HandlerKind.ASYNC
         self.limit: RateLimit | None = None
         self.resume_at = 0.0  # a RetryAfter without a shared RateLimit pauses this task
-        self.queue = NodeQueue(task.bound)
+        self.queue = BatchQueue(task.bound) if task.batch_size else NodeQueue(task.bound)
         self.lanes = Lanes(f"async_dag:{task.id}") if self.threaded else None
         self.emit: Emit = _unset_emit
         # a direct worker's single edge: the output takes its payload's place in the count

@@ -30,7 +30,14 @@ from typing import TYPE_CHECKING, Any
 
 from . import routing, sinks
 from .batches import Batcher
-from .context import PipelineContext, derive, input_context, input_contexts, log_extra
+from .context import (
+    InputSpan,
+    PipelineContext,
+    derive,
+    input_context,
+    input_contexts,
+    log_extra,
+)
 from .definition import upstream_of
 from .errors import ItemError
 from .joins import Joiner
@@ -38,7 +45,7 @@ from .node import NodeRuntime
 from .observer import notify
 from .options import RunOptions, make_rate_limit
 from .ordering import Reorder
-from .queue import NodeQueue, QueueClosed
+from .queue import BatchQueue, NodeQueue, QueueClosed
 from .results import NodeStats, RunResult, RunStats
 from .tracking import Counts, Lineage, Tracker
 from .worker import work
@@ -390,7 +397,8 @@ class Run:
         queues = [node.queue for node in self.sources]
         ids = [node.id for node in self.sources]
         first_queue = queues[0] if len(queues) == 1 else None
-        plain = first_queue is not None and self.session is None  # (every ordered run)
+        # one source that takes inputs one by one, no checkpoint: every ordered run
+        plain = first_queue is not None and self.session is None and type(first_queue) is NodeQueue
         reorder = self.reorder
         ended: list[BaseException | None] = []  # what ended the input during ``refill``
 
@@ -437,7 +445,7 @@ class Run:
             if reorder is not None:
                 window = reorder.room()
                 if window <= 0:
-                    if first_queue is None:
+                    if not plain:
                         await reorder.admit()
                         continue
                     await reorder.lend(refill)
@@ -462,6 +470,12 @@ class Run:
         run_id, metadata, prefix = self.run_id, self.options.metadata, self.options.id_prefix
         session, counts = self.session, self.tracker
         for n, queue in enumerate(queues):
+            if session is None and type(queue) is BatchQueue:  # a batch task: one span
+                queue.offer_span(InputSpan(run_id, prefix, first, pulled, ids[n], metadata), chunk)
+                if not n:
+                    self.entered += pulled
+                self.active += pulled
+                continue
             contexts = input_contexts(run_id, prefix, first, pulled, ids[n], metadata)
             # one length by construction; a strict= keyword costs more than the zip itself
             items = list(zip(contexts, chunk))  # noqa: B905
@@ -475,6 +489,8 @@ class Run:
                     counts.begin_many([ctx[1] for ctx, _ in items], len(queues))
             if not n:
                 self.entered += len(items)
+                if self.reorder is not None:  # (ordered runs take _feed_plain)
+                    self.reorder.order.extend(ctx for ctx, _ in items)
             self.active += len(items)
             queue.offer_many(items)
 
