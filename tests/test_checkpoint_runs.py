@@ -103,7 +103,7 @@ async def test_an_input_is_recorded_only_once_all_its_branches_ended(tmp_path: P
     await held.wait()
     while run.nodes["fast"].emitted == 0:  # the fast branch's output reaches its sink
         await asyncio.sleep(0)
-    assert run.session is not None and "0" not in run.session.done
+    assert run.session is not None and run.session.recorded == 0
     assert run.tracker is not None and len(run.tracker) == 1
     release.set()
     result = await task
@@ -192,3 +192,50 @@ async def test_a_run_that_skips_everything_lets_the_loop_run(tmp_path: Path):
     result = await pipeline.run_stream(inputs(), checkpoint=path)
     assert result.stats.skipped == 5000
     assert seen_at and seen_at[0] < 5000
+
+
+async def test_records_reach_the_file_while_the_run_still_goes(tmp_path: Path):
+    """The inputs that ended are committed during the run, not only at its end: the
+    file lists them while the last input is still held by its handler."""
+    path = tmp_path / "c.db"
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def step(ctx, x):
+        if x == 9:
+            holding.set()
+            await release.wait()
+        return x
+
+    pipeline = PipelineBuilder("held").add_task("step", step, concurrency=10).build()
+    task = asyncio.create_task(pipeline.run_stream(range(10), checkpoint=path))
+    await holding.wait()  # the file is open and made by now
+    for _ in range(500):  # up to 10 s; the flusher commits every few milliseconds
+        if recorded(path) == {str(x) for x in range(9)}:
+            break
+        await asyncio.sleep(0.02)
+    assert recorded(path) == {str(x) for x in range(9)} and not task.done()
+    release.set()
+    await task
+    assert recorded(path) == {str(x) for x in range(10)}
+
+
+async def test_a_key_that_comes_again_after_its_input_ended_is_skipped(tmp_path: Path):
+    """With ``key=``, an input whose key was recorded earlier in the same run is skipped."""
+    calls = Calls()
+    runs: list[Run] = []
+
+    async def inputs():
+        yield 1
+        for _ in range(1000):
+            session = runs[0].session
+            if session is not None and "k1" in session.done:
+                break
+            await asyncio.sleep(0)
+        yield 1
+        yield 2
+
+    options = RunOptions.check(inputs(), key=lambda x: f"k{x}", checkpoint=tmp_path / "c.db")
+    runs.append(Run(chain(calls), options))
+    result = await runs[0].collect()
+    assert calls.seen == [1, 2] and result.stats.skipped == 1
+    assert recorded(tmp_path / "c.db") == {"k1", "k2"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import multiprocessing
 import pickle
@@ -19,6 +20,7 @@ from async_dag.core.checkpoint import (
     CheckpointError,
     CheckpointSession,
     as_checkpoint,
+    json_array,
 )
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -180,6 +182,25 @@ def test_len_and_clear_on_a_missing_file_create_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "missing.db").exists()
 
 
+@pytest.mark.parametrize(
+    "batch",
+    [
+        ["0", "1", "22"],
+        ["only"],
+        [""],
+        ["", ""],
+        ['say "hi"'],
+        ["back\\slash", "x"],
+        ["tab\tin", "new\nline", "bell\x07", "nul\x00"],
+        ["é✓😀", "\u2028", "\x7f"],
+        ['","', '"', "[", "]"],
+    ],
+)
+def test_json_array_gives_exactly_the_batch(batch: list[str]) -> None:
+    """Whichever way it is built, the JSON array reads back as the batch itself."""
+    assert json.loads(json_array(batch)) == batch
+
+
 # --- sessions -----------------------------------------------------------------------
 
 
@@ -197,6 +218,32 @@ async def test_records_are_visible_to_a_new_session_after_close(tmp_path: Path) 
     assert second.loaded == 2 and second.recorded == 0
     await second.close()
     assert rows(path) == {("job", "a"), ("job", "b")}
+
+
+@pytest.mark.parametrize("json_functions", [True, False])
+async def test_a_session_loads_every_page_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, json_functions: bool
+) -> None:
+    """Recorded data_ids load exactly, page after page (the empty one, NULs, quotes and
+    non-ASCII included), with SQLite's JSON functions and, without them, row by row."""
+    import async_dag.core.checkpoint as checkpoint
+
+    monkeypatch.setattr(checkpoint, "PAGE", 3)
+    if not json_functions:
+        monkeypatch.setattr(checkpoint, "HAS_JSON", "SELECT no_such_function()")
+    path = tmp_path / "c.db"
+    ids = ["", "a\x00b", '"q"', "back\\slash", "é✓😀", *map(str, range(10))]
+    first = await opened(path)
+    for data_id in ids:
+        first.record(data_id)
+    await first.close()
+    other = await opened(path, "other")
+    other.record("7")
+    await other.close()
+    second = await opened(path)
+    assert second.done == set(ids) and second.loaded == len(ids)
+    assert second._json is json_functions
+    await second.close()
 
 
 async def test_the_file_is_created_when_missing(tmp_path: Path) -> None:
@@ -296,18 +343,22 @@ async def test_the_flusher_commits_within_a_second(tmp_path: Path) -> None:
 
 
 async def test_close_commits_what_is_still_queued(tmp_path: Path) -> None:
-    """Records made after the last flush are committed by close()."""
+    """Records made after the flusher stopped are committed by close()."""
     path = tmp_path / "c.db"
     session = await opened(path, flush_every=3600)
     flusher = asyncio.create_task(session.run_flusher())
-    for i in range(1000):
-        session.record(str(i))
-    await asyncio.sleep(0)
+    session.record("first")
+    await wait_for(lambda: rows(path) == {("job", "first")})
     flusher.cancel()
     await asyncio.gather(flusher, return_exceptions=True)
-    assert rows(path) == set()
+    assert session._last_job is not None
+    await asyncio.wait([session._last_job])  # the flusher's thread loop has ended
+    for i in range(1000):
+        session.record(str(i))
+    await asyncio.sleep(0.05)
+    assert rows(path) == {("job", "first")}
     await session.close()
-    assert len(rows(path)) == 1000
+    assert len(rows(path)) == 1001
 
 
 async def test_close_completes_under_repeated_cancellation(tmp_path: Path) -> None:
@@ -377,7 +428,7 @@ async def test_close_after_a_cancelled_open_closes_the_file(tmp_path: Path) -> N
     original = session._open_sync
     started = threading.Event()
 
-    def slow_open() -> set[str]:
+    def slow_open() -> list[str]:
         started.set()
         time.sleep(0.2)
         return original()
@@ -402,31 +453,38 @@ async def test_the_flusher_stops_by_itself_once_closed(tmp_path: Path) -> None:
     assert rows(tmp_path / "c.db") == {("job", "a")}
 
 
-async def test_a_failed_flush_keeps_its_records_queued(
+async def test_a_failed_commit_keeps_its_records_queued(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A commit that fails is logged and retried by the next flush; nothing is lost."""
+    """A commit that fails is logged and retried after ``flush_every``; nothing is lost."""
     path = tmp_path / "c.db"
-    session = await opened(path)
+    session = await opened(path, flush_every=0.05)
     original = session._commit_sync
-    calls = []
+    calls: list[list[str]] = []
+    failed = threading.Event()
 
-    def flaky(batch: list[tuple[str, str, float]]) -> None:
-        calls.append(len(batch))
+    def flaky(batch: list[str]) -> None:
+        calls.append(list(batch))
         if len(calls) == 1:
+            failed.set()
             raise CheckpointError("disk on fire")
         original(batch)
 
     session._commit_sync = flaky  # type: ignore[method-assign]
-    session.record("a")
     with caplog.at_level(logging.WARNING, logger="async_dag"):
-        await session.flush()
+        flusher = asyncio.create_task(session.run_flusher())
+        session.record("a")
+        await wait_for(failed.is_set)
+        session.record("b")
+        assert session.recorded == 2
+        await wait_for(lambda: rows(path) == {("job", "a"), ("job", "b")})
+    flusher.cancel()
+    await asyncio.gather(flusher, return_exceptions=True)
     assert "disk on fire" in caplog.text
-    assert rows(path) == set()
-    session.record("b")
-    await session.flush()
-    assert rows(path) == {("job", "a"), ("job", "b")} and calls == [1, 2]
+    assert calls[:2] == [["a"], ["a"]] or calls[:2] == [["a"], ["a", "b"]]
+    assert session.pending == []
     await session.close()
+    assert session.recorded == 2
 
 
 async def test_record_refuses_a_session_that_is_not_open(tmp_path: Path) -> None:

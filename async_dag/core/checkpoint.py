@@ -3,9 +3,12 @@
 One SQLite table holds ``(name, data_id, done_at)`` rows. A run opens a
 :class:`CheckpointSession` on it: the recorded data_ids of its name are loaded into a set
 (``is_done`` is a set lookup), new records are queued (``record``) and committed in
-batches by a flusher task at least once a second and by ``close`` at the end, all the
-SQLite work in a thread of the session's own, so the event loop never waits on the disk.
-WAL mode and a busy timeout let several processes share one file.
+batches, all the SQLite work in a thread of the session's own, so the event loop never
+waits on the disk. While the run lasts, that thread takes what is queued and commits it by
+itself (the loop does no work per commit): every few milliseconds while records keep
+coming, so it keeps up alongside the run and what is left for ``close`` to commit at the
+end is small; when they stop it backs off to ``flush_every``. WAL mode and a busy
+timeout let several processes share one file.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -38,10 +42,22 @@ BUILD_TABLE = """
     ) WITHOUT ROWID
 """
 LOAD_IDS = "SELECT data_id FROM async_dag_checkpoint WHERE name = ?"
+# the same a page at a time, each page one JSON array made by SQLite in one step (a row at
+# a time, the thread takes the GIL back for every row); pages keep each string well
+# below SQLite's length limit. The first page starts at '' (a data_id may be empty).
+LOAD_PAGE = (
+    "SELECT json_group_array(data_id), max(data_id), count(*) FROM ("
+    "SELECT data_id FROM async_dag_checkpoint WHERE name = ? AND data_id {} ? "
+    "ORDER BY data_id LIMIT ?)"
+)
+FIRST_PAGE, NEXT_PAGE = LOAD_PAGE.format(">="), LOAD_PAGE.format(">")
+PAGE = 100_000  # data_ids per page
 STORE_ID = "INSERT OR IGNORE INTO async_dag_checkpoint (name, data_id, done_at) VALUES (?, ?, ?)"
 # a whole batch in one statement, its data_ids as one JSON array: SQLite inserts them all
 # in one step, during which the thread does not hold the GIL (executemany takes it back
-# for every row, and waits for it while the event loop runs Python)
+# for every row, and waits for it while the event loop runs Python). Run on its own, the
+# statement is its own transaction, which takes the write lock as it starts (so the busy
+# timeout applies), as BEGIN IMMEDIATE would, with no BEGIN and COMMIT to wait on.
 STORE_IDS = (
     "INSERT OR IGNORE INTO async_dag_checkpoint (name, data_id, done_at) "
     "SELECT ?, value, ? FROM json_each(?)"
@@ -55,7 +71,21 @@ CLEAR = "DELETE FROM async_dag_checkpoint WHERE name = ?"
 CLEAR_ALL = "DELETE FROM async_dag_checkpoint"
 
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's transaction
-FLUSH_EVERY = 0.5  # seconds between the flusher's commits (so: at least once a second)
+FLUSH_EVERY = 0.5  # the longest pause between commits (so: at least once a second)
+FLUSH_BRISKLY = 0.01  # the pause while records keep coming
+WAL_PAGES = 100  # pages in the write-ahead log that make a commit copy it into the file
+# what a data_id must not contain to be put between quotes as it is in a JSON array
+NOT_PLAIN = ("\\", *map(chr, range(32)))
+
+
+def json_array(batch: list[str]) -> str:
+    """``batch`` as a JSON array of strings: the ids joined between quotes when none
+    needs escaping (each check a fast scan, several times cheaper than ``json.dumps``,
+    and the thread holds the GIL meanwhile), else ``json.dumps``."""
+    body = '","'.join(batch)
+    if body.count('"') == 2 * len(batch) - 2 and not any(c in body for c in NOT_PLAIN):
+        return f'["{body}"]'
+    return json.dumps(batch, ensure_ascii=False)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -74,6 +104,10 @@ def _connect(path: Path) -> sqlite3.Connection:
         with contextlib.suppress(sqlite3.Error):  # an optimisation: some file systems refuse
             conn.execute("PRAGMA journal_mode = wal")
             conn.execute("PRAGMA synchronous = normal")  # safe against a crash in WAL mode
+            # copy the log into the file every 100 pages (not 1,000): the commits in the
+            # session's thread do it alongside the run, and the last connection's close,
+            # which copies what is left while the run waits, is quick
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")
         conn.execute(BUILD_TABLE)
     except sqlite3.Error as exc:
         conn.close()
@@ -203,7 +237,10 @@ class CheckpointSession:
 
     ``record(d)`` of a new data_id is ``done.add(d); pending.append(d)``: a caller that
     records once per input on the hot path (:class:`~async_dag.core.tracking.Counts`)
-    does just that itself, on these two objects, which the session keeps for its life.
+    does just that itself, on these two objects, which the session keeps for its life;
+    one whose data_ids cannot come twice (positions) only appends to ``pending``. The
+    loop only ever appends to ``pending`` while the flusher runs: the session's thread
+    takes records from its front.
     """
 
     def __init__(self, path: Path, name: str, *, flush_every: float = FLUSH_EVERY) -> None:
@@ -211,19 +248,21 @@ class CheckpointSession:
         self.name = name
         self.flush_every = flush_every
         self.loaded = 0  # data_ids found recorded when the session opened
-        self.done: set[str] = set()  # loaded or recorded since
+        self.done: set[str] = set()  # loaded or recorded since (by ``record``)
         self.pending: list[str] = []  # recorded, not yet committed
+        self.taken = 0  # records taken from ``pending`` by commits (done or under way)
         self._conn: sqlite3.Connection | None = None  # used only in the session's thread
         self._json = False  # whether the SQLite library has json_each (3.38+, or JSON1)
         self._executor: ThreadPoolExecutor | None = None
         self._last_job: asyncio.Future[Any] | None = None
         self._closing: asyncio.Task[None] | None = None
         self._closed = False
+        self._stop = threading.Event()  # set: the flusher's thread loop ends
 
     @property
     def recorded(self) -> int:
         """Records committed or queued by this session."""
-        return len(self.done) - self.loaded
+        return self.taken + len(self.pending)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._executor else "new"
@@ -239,7 +278,7 @@ class CheckpointSession:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="async_dag-checkpoint")
         job = self._submit(self._open_sync)
         try:
-            self.done.update(await job)
+            self.done.update(await job)  # one set built on the loop: ~50 ns per data_id
         except CheckpointError:
             self._closed = True
             self._executor.shutdown(wait=False)
@@ -248,7 +287,7 @@ class CheckpointSession:
         self.loaded = len(self.done)
 
     def is_done(self, data_id: str) -> bool:
-        """Whether ``data_id`` was recorded before this run, or by it."""
+        """Whether ``data_id`` was recorded before this run, or since into ``done``."""
         return data_id in self.done
 
     def record(self, data_id: str) -> None:
@@ -260,31 +299,17 @@ class CheckpointSession:
             self.pending.append(data_id)
 
     async def run_flusher(self) -> None:
-        """Commit the queued records every ``flush_every`` seconds until cancelled or closed."""
-        while not self._closed:
-            await asyncio.sleep(self.flush_every)
-            await self.flush()
-
-    async def flush(self) -> None:
-        """Commit the queued records now, in one transaction; a failure keeps them queued.
-
-        Cancelling the caller does not stop a commit that has started.
-        """
-        if not self.pending or self._closed or self._executor is None:
+        """Have the session's thread commit the queued records (see :meth:`_pump_sync`)
+        until this is cancelled or the session closes; a commit under way then
+        completes, and ``close`` waits for it."""
+        if self._closed or self._executor is None:
             return
-        batch = self.pending.copy()
-        self.pending.clear()
-        job = self._submit(self._commit_sync, batch)
-
-        def requeue(job: asyncio.Future[None]) -> None:
-            if job.cancelled() or job.exception() is not None:
-                self.pending[:0] = batch
-                error = "cancelled" if job.cancelled() else job.exception()
-                logger.warning("checkpoint commit failed, will retry: %s", error)
-
-        job.add_done_callback(requeue)
-        with contextlib.suppress(CheckpointError):  # requeued; close() reports a lasting one
+        self._stop.clear()
+        job = self._submit(self._pump_sync)
+        try:
             await asyncio.shield(job)
+        finally:
+            self._stop.set()
 
     async def close(self) -> None:
         """Commit everything queued, then close the file; safe to call again.
@@ -312,13 +337,15 @@ class CheckpointSession:
 
     async def _close(self) -> None:
         self._closed = True
+        self._stop.set()
         if self._executor is None:
             return
         try:
-            if self._last_job is not None:  # an open or a commit still running
+            if self._last_job is not None:  # an open or a flusher's commit still running
                 await asyncio.wait([self._last_job])
             batch = self.pending.copy()
             self.pending.clear()
+            self.taken += len(batch)
             await self._submit(self._close_sync, batch)
         finally:
             self._executor.shutdown(wait=False)
@@ -331,34 +358,74 @@ class CheckpointSession:
 
     # --- in the session's thread -------------------------------------------------------
 
-    def _open_sync(self) -> set[str]:
+    def _pump_sync(self) -> None:
+        """Commit what is queued every few milliseconds while records keep coming, after
+        pauses doubling up to ``flush_every`` while none come, until ``_stop`` is set.
+
+        The event loop is not involved: it only appends to ``pending``, so a copy of the
+        list then the deletion of as many records from its front (each one step under
+        the GIL) lose nothing. A failed commit puts its records back and is retried after
+        ``flush_every`` (a lasting failure is raised by ``close``)."""
+        brisk = pause = min(FLUSH_BRISKLY, self.flush_every)
+        pending = self.pending
+        while not self._stop.wait(pause):
+            batch = pending[:]
+            if not batch:
+                pause = min(2 * pause, self.flush_every)
+                continue
+            del pending[: len(batch)]
+            self.taken += len(batch)
+            try:
+                self._commit_sync(batch)
+            except Exception as exc:
+                pending[:0] = batch
+                self.taken -= len(batch)
+                logger.warning("checkpoint commit failed, will retry: %s", exc)
+                pause = self.flush_every
+            else:
+                pause = brisk
+
+    def _open_sync(self) -> list[str]:
         conn = _connect(self.path)
-        try:
-            done = {row[0] for row in conn.execute(LOAD_IDS, (self.name,))}
-        except sqlite3.Error as exc:
-            conn.close()
-            raise CheckpointError(f"checkpoint {str(self.path)!r} cannot be read: {exc}") from exc
-        self._conn = conn
         try:
             conn.execute(HAS_JSON)
             self._json = True
         except sqlite3.Error:
             self._json = False
+        try:
+            done = self._load_sync(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise CheckpointError(f"checkpoint {str(self.path)!r} cannot be read: {exc}") from exc
+        self._conn = conn
         return done
+
+    def _load_sync(self, conn: sqlite3.Connection) -> list[str]:
+        """The data_ids recorded under the name, a page (one JSON array) at a time."""
+        if not self._json:
+            return [row[0] for row in conn.execute(LOAD_IDS, (self.name,))]
+        done: list[str] = []
+        query, after = FIRST_PAGE, ""
+        while True:
+            ids, last, count = conn.execute(query, (self.name, after, PAGE)).fetchone()
+            done.extend(json.loads(ids))
+            if count < PAGE:
+                return done
+            query, after = NEXT_PAGE, last
 
     def _commit_sync(self, batch: list[str]) -> None:
         conn = self._conn
         if conn is None:
             raise CheckpointError(f"checkpoint {str(self.path)!r} is not open")
         try:
+            now = time.time()
+            ids = json_array(batch) if self._json else ""
+            if ids and "\\u0000" not in ids:  # json_each would cut a NUL short
+                conn.execute(STORE_IDS, (self.name, now, ids))
+                return
             conn.execute("BEGIN IMMEDIATE")  # take the write lock now: the busy timeout applies
             try:
-                now = time.time()
-                ids = json.dumps(batch, ensure_ascii=False) if self._json else ""
-                if ids and "\\u0000" not in ids:  # json_each would cut a NUL short
-                    conn.execute(STORE_IDS, (self.name, now, ids))
-                else:
-                    conn.executemany(STORE_ID, zip(repeat(self.name), batch, repeat(now)))
+                conn.executemany(STORE_ID, zip(repeat(self.name), batch, repeat(now)))
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:

@@ -150,7 +150,8 @@ class Run:
         if joins:
             self.tracker = Tracker(len(joins), self._upstream_done, self._input_done)
         elif self.session is not None:  # a count per input is enough: see Counts
-            self.tracker = Counts(self.session.done, self.session.pending)
+            keyed = options.key is not None
+            self.tracker = Counts(self.session.pending, self.session.done if keyed else None)
         self.joiners = (
             [Joiner(n, self, self.tracker) for n in joins]
             if isinstance(self.tracker, Tracker)
@@ -486,7 +487,7 @@ class Run:
                     items = [item for item in items if item[0][1] not in done]
                 if not n:
                     self.skipped += pulled - len(items)
-                    counts.begin_many([ctx[1] for ctx, _ in items], len(queues))
+                    counts.begin_many((ctx[1] for ctx, _ in items), len(queues))
             if not n:
                 self.entered += len(items)
                 if self.reorder is not None:  # (ordered runs take _feed_plain)

@@ -88,46 +88,61 @@ class Counts:
     """Per-input completion without joins: how many payloads of each data_id are alive.
 
     The same calls as :class:`Tracker`, and ``begin_many`` for a chunk of inputs with
-    distinct data_ids not yet in flight (the feeder's plain inputs). An input that ends
-    with no failure is recorded as the checkpoint session's ``record`` would, into its
-    ``done`` set and ``pending`` list (one call fewer per input)."""
+    distinct data_ids not yet in flight (the feeder's plain inputs). ``live`` holds, per
+    data_id, its payloads alive *less one*, and a data_id it does not hold has one (or
+    is not in flight): so an input that enters as part of a chunk with one source and
+    has one payload at a time (a chain, where each output takes its payload's place)
+    costs one dictionary lookup in all, when it ends. An input entered on its own
+    (``begin``) is held from the start, so a duplicate data_id (from ``key=``) finds
+    the first one in flight and shares its count.
+
+    An input that ends with no failure is recorded as the checkpoint session's
+    ``record`` would, into its ``pending`` list and, when data_ids come from ``key=``
+    (one may come again and must then be skipped), into its ``done`` set; data_ids by
+    position never come twice, and adding each to a set that grows by one per input
+    costs several percent of a chain's time (cache misses more than instructions)."""
 
     __slots__ = ("done", "failed", "live", "pending")
 
-    def __init__(self, done: set[str], pending: list[str]) -> None:
-        self.live: dict[str, int] = {}
+    def __init__(self, pending: list[str], done: set[str] | None) -> None:
+        self.live: dict[str, int] = {}  # data_id: payloads alive less one
         self.failed: set[str] = set()  # live data_ids of which something failed
-        self.done = done
         self.pending = pending
+        self.done = done
 
     def __len__(self) -> int:
+        """The data_ids held: in flight, except those with one payload that entered
+        in a chunk (so 0 once nothing is in flight)."""
         return len(self.live)
 
     def begin(self, data_id: str) -> None:
-        """An input enters the run (a duplicate data_id shares the first one's count)."""
-        self.live.setdefault(data_id, 0)
+        """An input enters the run, with no payload yet (``enter`` follows for each
+        source); a duplicate data_id in flight shares the first one's count."""
+        self.live.setdefault(data_id, -1)
 
     def begin_many(self, data_ids: Iterable[str], payloads: int) -> None:
-        """Inputs with new, distinct data_ids enter, each as ``payloads`` payloads."""
-        self.live.update(dict.fromkeys(data_ids, payloads))
+        """Inputs with new, distinct data_ids enter, each as ``payloads`` payloads
+        (``data_ids`` is not even read when that is one)."""
+        if payloads > 1:
+            self.live.update(dict.fromkeys(data_ids, payloads - 1))
 
     def enter(self, data_id: str, node: NodeRuntime) -> None:
         """A payload of ``data_id`` is sent to ``node``."""
-        self.live[data_id] += 1
+        live = self.live
+        live[data_id] = live.get(data_id, 0) + 1
 
     def leave(self, data_id: str, node: NodeRuntime) -> None:
         """A payload of ``data_id`` has ended (its outputs already entered)."""
-        live = self.live
-        left = live.pop(data_id) - 1
-        if left:
-            live[data_id] = left
-        elif data_id in self.failed:
+        more = self.live.pop(data_id, 0)
+        if more:
+            self.live[data_id] = more - 1
+        elif self.failed and data_id in self.failed:
             self.failed.discard(data_id)
         else:  # recorded inputs are skipped, so a data_id ends here once
-            self.done.add(data_id)
             self.pending.append(data_id)
+            if self.done is not None:
+                self.done.add(data_id)
 
     def fail(self, data_id: str) -> None:
-        """Something of ``data_id`` failed (it is not recorded)."""
-        if data_id in self.live:
-            self.failed.add(data_id)
+        """Something of ``data_id`` failed (it is not recorded); a payload of it is alive."""
+        self.failed.add(data_id)
