@@ -24,6 +24,13 @@ async def inc_yield(ctx: Any, x: int) -> int:
     return x + 1
 
 
+async def uneven(ctx: Any, x: int) -> int:
+    """``x + 1`` after 0-3 loop turns, so that items finish out of input order."""
+    for _ in range(x % 4):
+        await asyncio.sleep(0)
+    return x + 1
+
+
 def inc_sync(ctx: Any, x: int) -> int:
     return x + 1
 
@@ -95,6 +102,21 @@ async def function(n: int) -> int:
     return counter.count
 
 
+def out_of_order(ordered: bool) -> Callable[[int], Awaitable[int]]:
+    """The ``ordered`` bench row: 16 at a time, items finishing 0-3 loop turns apart."""
+
+    async def run(n: int) -> int:
+        from async_dag import run_function_pipeline
+
+        counter = Counter()
+        await run_function_pipeline(
+            range(n), uneven, concurrency=16, ordered=ordered, result_handler=counter
+        )
+        return counter.count
+
+    return run
+
+
 def batch_sink(kind: str) -> Callable[[int], Awaitable[int]]:
     """A one-task DAG whose task takes batches of 500 and counts them (a no-op sink):
     what the engine adds per row to a batch sink such as the bench's SQLite writer."""
@@ -127,6 +149,8 @@ WORKLOADS: dict[str, Callable[[], Callable[[int], Awaitable[int]]]] = {
     "chain, RunResult kept": lambda: collected(chain(inc, queue_size=100)),
     "chain, 8 workers, a loop turn each": lambda: counted(chain(inc_yield, 8, queue_size=100)),
     "function pipeline": lambda: function,
+    "function, 16 out of order, unordered": lambda: out_of_order(False),
+    "function, 16 out of order, ordered": lambda: out_of_order(True),
     "batch sink, async def": lambda: batch_sink("async"),
     "batch sink, def (threaded)": lambda: batch_sink("thread"),
     "batch sink, def inline": lambda: batch_sink("inline"),

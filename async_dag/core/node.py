@@ -60,6 +60,7 @@ class NodeRuntime:
         "kind",
         "lanes",
         "limit",
+        "on_failure",
         "policy",
         "queue",
         "received",
@@ -93,8 +94,11 @@ class NodeRuntime:
         self.emit: Emit = _unset_emit
         # a direct worker's single edge: the output takes its payload's place in the count
         self.hop: Hop | None = None
-        # a direct worker's plain fan-out: its first output takes the payload's place
+        # what a direct worker hands its output to when that output takes the payload's
+        # place in the count: a plain fan-out's first output, or an ordered run's reorder
         self.relay: Emit | None = None
+        # what a direct worker tells when its handler failed (an ordered run's reorder)
+        self.on_failure: Callable[[PipelineContext], Awaitable[None] | None] | None = None
         self.error_target: NodeRuntime | None = None
         self.joins_below: tuple[int, ...] = ()  # joins this node can still reach
         self.join_index: int | None = None

@@ -79,7 +79,8 @@ class NodeQueue:
 
     def room(self) -> int:
         """How many items ``offer`` would accept now."""
-        return max(self.maxsize - len(self._items), 0)
+        room = self.maxsize - len(self._items)
+        return room if room > 0 else 0  # (max() would parse keywords: dearer than this)
 
     def take(self) -> Any:
         """The oldest item, or ``EMPTY`` when there is none."""

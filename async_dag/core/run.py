@@ -203,8 +203,6 @@ class Run:
         if self.options.ordered:
             node = self.sources[0]
             self.reorder = Reorder(self, node, node.emit)
-            node.invoke = self.reorder.invoke
-            node.direct = False
 
     # -- the end of a payload, of an input, of the run ------------------------------
 
@@ -394,34 +392,74 @@ class Run:
         An input stream that raises has what it gave before the error fed first. With a
         checkpoint, the recorded inputs of a chunk are skipped together and the rest
         begin together (data_ids by position are distinct). In an ordered run no more
-        enter than the window has room for."""
+        enter than the window has room for; once it is full, this loop's step is taken
+        for it (``refill``) as releases make room, until the input ends
+        (:meth:`Reorder.lend`)."""
         queues = [node.queue for node in self.sources]
         ids = [node.id for node in self.sources]
         first_queue = queues[0] if len(queues) == 1 else None
+        # one source that takes inputs one by one, no checkpoint: every ordered run
+        plain = first_queue is not None and self.session is None and type(first_queue) is NodeQueue
         reorder = self.reorder
+        ended: list[BaseException | None] = []  # what ended the input during ``refill``
+
+        def pull(room: int) -> bool:
+            """Enter up to ``room`` inputs; False once the input has ended."""
+            chunk: list[Any] = []
+            try:
+                chunk.extend(itertools.islice(inputs, room))
+            finally:
+                if chunk and plain:
+                    self._feed_plain(chunk, queues[0], ids[0])
+                elif chunk:
+                    self._feed_chunk(chunk, queues, ids)
+            return len(chunk) == room
+
+        def refill(most: int) -> int:
+            """This loop's step, taken for it while it waits in an ordered run: enter up
+            to ``most`` inputs (as many as fit in the window); how many entered, or -1
+            once the input has ended or raised (the feeder then raises it as its own)."""
+            assert first_queue is not None
+            room = first_queue.room()
+            if most < room:
+                room = most
+            if room <= 0:
+                return 0
+            chunk: list[Any] = []
+            try:
+                chunk.extend(itertools.islice(inputs, room))
+            except BaseException as exc:
+                ended.append(exc)
+            if chunk:
+                self._feed_plain(chunk, first_queue, ids[0])
+            if len(chunk) == room:
+                return room
+            if not ended:
+                ended.append(None)
+            return -1
+
         while True:
             if first_queue is not None:
                 room = first_queue.room()
             else:
                 room = min(queue.room() for queue in queues)
             if reorder is not None:
-                window = reorder.room(self.entered)
+                window = reorder.room()
                 if window <= 0:
-                    await reorder.admit(self.entered)
-                    continue
+                    if not plain:
+                        await reorder.admit()
+                        continue
+                    await reorder.lend(refill)
+                    if ended[0] is not None:
+                        raise ended[0]
+                    return
                 room = min(room, window)
             if not room:
                 for queue in queues:
                     await queue.wait_refill()
                 continue
-            chunk: list[Any] = []
             entered = self.entered
-            try:
-                chunk.extend(itertools.islice(inputs, room))
-            finally:
-                if chunk:
-                    self._feed_chunk(chunk, queues, ids)
-            if len(chunk) < room:
+            if not pull(room):
                 return
             if self.entered == entered:  # a chunk the checkpoint skipped: let the loop run
                 await asyncio.sleep(0)
@@ -432,15 +470,16 @@ class Run:
         self.inputs += pulled
         run_id, metadata, prefix = self.run_id, self.options.metadata, self.options.id_prefix
         session, counts = self.session, self.tracker
-        for n, (queue, node_id) in enumerate(zip(queues, ids, strict=True)):
+        for n, queue in enumerate(queues):
             if session is None and type(queue) is BatchQueue:  # a batch task: one span
-                queue.offer_span(InputSpan(run_id, prefix, first, pulled, node_id, metadata), chunk)
+                queue.offer_span(InputSpan(run_id, prefix, first, pulled, ids[n], metadata), chunk)
                 if not n:
                     self.entered += pulled
                 self.active += pulled
                 continue
-            contexts = input_contexts(run_id, prefix, first, pulled, node_id, metadata)
-            items = list(zip(contexts, chunk, strict=True))
+            contexts = input_contexts(run_id, prefix, first, pulled, ids[n], metadata)
+            # one length by construction; a strict= keyword costs more than the zip itself
+            items = list(zip(contexts, chunk))  # noqa: B905
             if session is not None:  # the same inputs are skipped for every source
                 assert isinstance(counts, Counts)
                 if session.loaded:
@@ -451,8 +490,25 @@ class Run:
                     counts.begin_many((ctx[1] for ctx, _ in items), len(queues))
             if not n:
                 self.entered += len(items)
+                if self.reorder is not None:  # (ordered runs take _feed_plain)
+                    self.reorder.order.extend(ctx for ctx, _ in items)
             self.active += len(items)
             queue.offer_many(items)
+
+    def _feed_plain(self, chunk: list[Any], queue: NodeQueue, node_id: str) -> None:
+        """:meth:`_feed_chunk` for one source and no checkpoint (every input enters), as
+        few steps as it takes: an ordered run does it once per release."""
+        first, pulled = self.inputs, len(chunk)
+        self.inputs = first + pulled
+        self.entered += pulled
+        self.active += pulled
+        options = self.options
+        contexts = input_contexts(
+            self.run_id, options.id_prefix, first, pulled, node_id, options.metadata
+        )
+        if self.reorder is not None:
+            self.reorder.order.extend(contexts)
+        queue.offer_many(list(zip(contexts, chunk)))  # noqa: B905 (one length)
 
     def _admit(self, payload: Any) -> Awaitable[None] | None:
         """Send one input to every source; an awaitable when a queue is full."""
@@ -470,13 +526,13 @@ class Run:
         if self.session is not None and self.session.is_done(data_id):
             self.skipped += 1
             return None
-        if self.reorder is not None and self.entered - self.reorder.head >= self.reorder.window:
+        if self.reorder is not None and self.reorder.room() <= 0:
             return self._admit_later(data_id, payload)
         return self._enter(data_id, payload)
 
     async def _admit_later(self, data_id: str, payload: Any) -> None:
         assert self.reorder is not None
-        await self.reorder.admit(self.entered)
+        await self.reorder.admit()
         pending = self._enter(data_id, payload)
         if pending is not None:
             await pending
@@ -487,8 +543,12 @@ class Run:
         if tracker is not None:
             tracker.begin(data_id)
         blocked = None
+        reorder = self.reorder
         for node in self.sources:
-            item = (input_context(self.run_id, data_id, node.id, self.options.metadata), payload)
+            ctx = input_context(self.run_id, data_id, node.id, self.options.metadata)
+            if reorder is not None:  # an ordered run has one source
+                reorder.order.append(ctx)
+            item = (ctx, payload)
             self.active += 1
             if tracker is not None:
                 tracker.enter(data_id, node)

@@ -5,11 +5,12 @@ decided when the run started (see :class:`~async_dag.core.node.NodeRuntime`): a 
 whose handler is an ``async def`` or an inline ``def`` with no retries, timeout, rate
 limit, batch or join is called right here, one coroutine per payload (the handler's
 own); every other node hands the payload to its ``invoke`` (retries, threads,
-generators, batches, joins, input order), which ends the payload's share of the work
-itself. A direct node with one plain edge in a run without joins makes the hop to the
-next queue here too (:class:`~async_dag.core.routing.Hop`): its output takes over its
-payload's place in the run's count (and in its input's, with a checkpoint), so the
-counts are left alone.
+generators, batches, joins, and input order for those), which ends the payload's share
+of the work itself. A direct node with one plain edge in a run without joins makes the
+hop to the next queue here too (:class:`~async_dag.core.routing.Hop`): its output takes
+over its payload's place in the run's count (and in its input's, with a checkpoint), so
+the counts are left alone; so does the output given to a node's ``relay`` (a plain
+fan-out, or the reorder of an ordered run, which a failure is also told about).
 
 This loop runs once per payload per node, so it is written for CPython's sake: the
 queue is iterated (``drain``, a generator resumed per item, cheaper than a call), names
@@ -42,6 +43,7 @@ async def work(node: NodeRuntime) -> None:
     tracker = run.tracker
     hop = node.hop if direct else None
     relay = node.relay if direct else None
+    on_failure = node.on_failure if direct else None
     if hop is not None:
         to, offer, put = hop
     try:
@@ -61,6 +63,10 @@ async def work(node: NodeRuntime) -> None:
                         raise node.returned_coroutine(value)
                 except Exception as exc:
                     run.fail(node, ctx, exc, payload)
+                    if on_failure is not None:
+                        pending = on_failure(ctx)
+                        if pending is not None:
+                            await pending
                 else:
                     node.emitted += 1
                     if hop is not None:  # the output counts in the payload's place
