@@ -443,6 +443,31 @@ async def test_close_after_a_cancelled_open_closes_the_file(tmp_path: Path) -> N
     assert session._conn is None
 
 
+async def test_the_thread_commits_while_the_loop_is_held_up(tmp_path: Path) -> None:
+    """A long synchronous call holding the event loop hands the thread no turn: the
+    thread commits on its own after ``flush_every`` all the same."""
+    path = tmp_path / "c.db"
+    session = await opened(path, flush_every=0.05)
+    original = session._commit_sync
+    committed = threading.Event()
+
+    def commit(batch: list[str]) -> None:
+        original(batch)
+        committed.set()
+
+    session._commit_sync = commit  # type: ignore[method-assign]
+    flusher = asyncio.create_task(session.run_flusher())
+    await asyncio.sleep(0)  # the flusher has started its thread
+    session.record("a")
+    try:
+        assert committed.wait(10)  # blocks the loop: its flusher cannot run meanwhile
+        assert rows(path) == {("job", "a")}
+    finally:
+        flusher.cancel()
+        await asyncio.gather(flusher, return_exceptions=True)
+        await session.close()
+
+
 async def test_the_flusher_stops_by_itself_once_closed(tmp_path: Path) -> None:
     """A flusher still running when the session closes ends after its next tick."""
     session = await opened(tmp_path / "c.db", flush_every=0.01)
