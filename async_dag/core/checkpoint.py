@@ -10,14 +10,13 @@ is small), backing off to ``flush_every`` when they stop. WAL mode and a busy ti
 several processes share one file.
 
 The thread needs the GIL for a moment before and after each commit, and a busy event loop
-would all but starve it of it: the loop lets the GIL go at every turn (its ``select``) but
-takes it back before a waiting thread wakes, and a waiter times out (and forces a switch)
-only after 5 ms without being signalled, which the loop's many turns never allow. So a
-thread left to itself commits little during a run (the run's records then wait for
-``close``), and every turn of the loop pays to wake the waiting thread in vain. The loop
-therefore hands the thread its turns (``run_flusher``): it blocks for the moment the thread
-needs (ending the commit under way, taking the next batch), then the thread works in
-SQLite without the GIL until the next turn.
+all but starves it of it: the loop lets the GIL go at every turn (its ``select``) but takes
+it back before the waiting thread wakes, and a waiter forces a switch only after a switch
+interval (5 ms) in which it was not woken, which the loop's many turns never allow. Left to
+itself, the thread committed little during a run (the records then waited for ``close``,
+and the loop with them). So the loop hands the thread its turns (``run_flusher``): it
+blocks for the moment the thread needs (ending the commit under way, taking the next
+batch), then the thread works in SQLite without the GIL until its next turn.
 """
 
 from __future__ import annotations
