@@ -443,6 +443,57 @@ async def test_close_after_a_cancelled_open_closes_the_file(tmp_path: Path) -> N
     assert session._conn is None
 
 
+async def test_a_turn_handed_to_the_thread_takes_what_is_queued(tmp_path: Path) -> None:
+    """The flusher's turns keep the file up to date (the thread takes no batch on its own
+    before ``flush_every``), and a turn that the thread took has taken the queue."""
+    path = tmp_path / "c.db"
+    session = await opened(path, flush_every=3600)
+    flusher = asyncio.create_task(session.run_flusher())
+    try:
+        for i in range(1000):
+            session.record(str(i))
+        await wait_for(lambda: len(rows(path)) == 1000)
+        session.record("more")
+        for _ in range(1000):
+            if session._hand_over():
+                break
+            await asyncio.sleep(0.01)  # the thread was still busy in SQLite: again
+        else:
+            pytest.fail("the thread took no turn in 10 s")
+        assert session.pending == []
+        await wait_for(lambda: ("job", "more") in rows(path))
+    finally:
+        flusher.cancel()
+        await asyncio.gather(flusher, return_exceptions=True)
+        await session.close()
+    assert len(rows(path)) == 1001
+
+
+async def test_the_thread_commits_while_the_loop_is_held_up(tmp_path: Path) -> None:
+    """A long synchronous call holding the event loop hands the thread no turn: the
+    thread commits on its own after ``flush_every`` all the same."""
+    path = tmp_path / "c.db"
+    session = await opened(path, flush_every=0.05)
+    original = session._commit_sync
+    committed = threading.Event()
+
+    def commit(batch: list[str]) -> None:
+        original(batch)
+        committed.set()
+
+    session._commit_sync = commit  # type: ignore[method-assign]
+    flusher = asyncio.create_task(session.run_flusher())
+    await asyncio.sleep(0)  # the flusher has started its thread
+    session.record("a")
+    try:
+        assert committed.wait(10)  # blocks the loop: its flusher cannot run meanwhile
+        assert rows(path) == {("job", "a")}
+    finally:
+        flusher.cancel()
+        await asyncio.gather(flusher, return_exceptions=True)
+        await session.close()
+
+
 async def test_the_flusher_stops_by_itself_once_closed(tmp_path: Path) -> None:
     """A flusher still running when the session closes ends after its next tick."""
     session = await opened(tmp_path / "c.db", flush_every=0.01)

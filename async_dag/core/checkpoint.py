@@ -4,11 +4,19 @@ One SQLite table holds ``(name, data_id, done_at)`` rows. A run opens a
 :class:`CheckpointSession` on it: the recorded data_ids of its name are loaded into a set
 (``is_done`` is a set lookup), new records are queued (``record``) and committed in
 batches, all the SQLite work in a thread of the session's own, so the event loop never
-waits on the disk. While the run lasts, that thread takes what is queued and commits it by
-itself (the loop does no work per commit): every few milliseconds while records keep
-coming, so it keeps up alongside the run and what is left for ``close`` to commit at the
-end is small; when they stop it backs off to ``flush_every``. WAL mode and a busy
-timeout let several processes share one file.
+waits on the disk. While the run lasts, that thread commits what is queued every few
+milliseconds while records keep coming (so what is left for ``close`` to commit at the end
+is small), backing off to ``flush_every`` when they stop. WAL mode and a busy timeout let
+several processes share one file.
+
+The thread needs the GIL for a moment before and after each commit, and a busy event loop
+all but starves it of it: the loop lets the GIL go at every turn (its ``select``) but takes
+it back before the waiting thread wakes, and a waiter forces a switch only after a switch
+interval (5 ms) in which it was not woken, which the loop's many turns never allow. Left to
+itself, the thread committed little during a run (the records then waited for ``close``,
+and the loop with them). So the loop hands the thread its turns (``run_flusher``): it
+blocks for the moment the thread needs (ending the commit under way, taking the next
+batch), then the thread works in SQLite without the GIL until its next turn.
 """
 
 from __future__ import annotations
@@ -73,6 +81,9 @@ CLEAR_ALL = "DELETE FROM async_dag_checkpoint"
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's transaction
 FLUSH_EVERY = 0.5  # the longest pause between commits (so: at least once a second)
 FLUSH_BRISKLY = 0.01  # the pause while records keep coming
+# the longest the event loop blocks handing the thread its turn (the thread, still in
+# SQLite, is not ready for it: it takes the next turn)
+HAND_OVER = 0.001
 WAL_PAGES = 100  # pages in the write-ahead log that make a commit copy it into the file
 # what a data_id must not contain to be put between quotes as it is in a JSON array
 NOT_PLAIN = ("\\", *map(chr, range(32)))
@@ -240,7 +251,7 @@ class CheckpointSession:
     does just that itself, on these two objects, which the session keeps for its life;
     one whose data_ids cannot come twice (positions) only appends to ``pending``. The
     loop only ever appends to ``pending`` while the flusher runs: the session's thread
-    takes records from its front.
+    takes records from its front, in the turns the flusher hands it.
     """
 
     def __init__(self, path: Path, name: str, *, flush_every: float = FLUSH_EVERY) -> None:
@@ -258,6 +269,14 @@ class CheckpointSession:
         self._closing: asyncio.Task[None] | None = None
         self._closed = False
         self._stop = threading.Event()  # set: the flusher's thread loop ends
+        # the hand-over of turns (see run_flusher): the loop releases ``_go`` (and sets
+        # ``_asked`` until the thread takes it); the thread releases ``_taken`` when it
+        # has taken its batch, for the loop blocked on it to go on
+        self._go = threading.Lock()
+        self._go.acquire()
+        self._asked = False
+        self._taken = threading.Lock()
+        self._taken.acquire()
 
     @property
     def recorded(self) -> int:
@@ -299,17 +318,40 @@ class CheckpointSession:
             self.pending.append(data_id)
 
     async def run_flusher(self) -> None:
-        """Have the session's thread commit the queued records (see :meth:`_pump_sync`)
-        until this is cancelled or the session closes; a commit under way then
-        completes, and ``close`` waits for it."""
+        """Have the session's thread commit the queued records (see :meth:`_pump_sync`),
+        handing it a turn every few milliseconds while records keep coming, after pauses
+        doubling up to ``flush_every`` while none come (or the thread is slow to take
+        its turns), until this is cancelled or the session closes; a commit under way
+        then completes, and ``close`` waits for it."""
         if self._closed or self._executor is None:
             return
         self._stop.clear()
         job = self._submit(self._pump_sync)
+        brisk = pause = min(FLUSH_BRISKLY, self.flush_every)
         try:
-            await asyncio.shield(job)
+            while not job.done():
+                await asyncio.sleep(pause)
+                if self.pending and self._hand_over():
+                    pause = brisk
+                else:  # nothing queued, or the thread still busy in SQLite
+                    pause = min(2 * pause, self.flush_every)
+            job.result()
         finally:
             self._stop.set()
+            self._wake()
+
+    def _wake(self) -> None:
+        """Let the thread take a turn (once it is out of SQLite)."""
+        if not self._asked:
+            self._asked = True
+            self._go.release()
+
+    def _hand_over(self) -> bool:
+        """Give the thread its turn: block (so not holding the GIL) until it has taken
+        the queued records, or ``HAND_OVER`` if it is still busy in SQLite (False)."""
+        self._taken.acquire(False)  # a late answer to a turn that gave up waiting
+        self._wake()
+        return self._taken.acquire(True, HAND_OVER)
 
     async def close(self) -> None:
         """Commit everything queued, then close the file; safe to call again.
@@ -338,6 +380,7 @@ class CheckpointSession:
     async def _close(self) -> None:
         self._closed = True
         self._stop.set()
+        self._wake()
         if self._executor is None:
             return
         try:
@@ -359,31 +402,33 @@ class CheckpointSession:
     # --- in the session's thread -------------------------------------------------------
 
     def _pump_sync(self) -> None:
-        """Commit what is queued every few milliseconds while records keep coming, after
-        pauses doubling up to ``flush_every`` while none come, until ``_stop`` is set.
+        """Commit what is queued at each turn the flusher hands over, or every
+        ``flush_every`` without one (a loop held up by a long handler), until ``_stop``.
 
-        The event loop is not involved: it only appends to ``pending``, so a copy of the
-        list then the deletion of as many records from its front (each one step under
-        the GIL) lose nothing. A failed commit puts its records back and is retried after
-        ``flush_every`` (a lasting failure is raised by ``close``)."""
-        brisk = pause = min(FLUSH_BRISKLY, self.flush_every)
-        pending = self.pending
-        while not self._stop.wait(pause):
+        The loop only appends to ``pending``, so a copy of the list then the deletion of
+        as many records from its front (each one step under the GIL) lose nothing. A
+        failed commit puts its records back and is retried after ``flush_every`` (a
+        lasting failure is raised by ``close``)."""
+        pending, go, taken = self.pending, self._go, self._taken
+        while True:
+            if go.acquire(True, self.flush_every):
+                self._asked = False
+            if self._stop.is_set():
+                break
             batch = pending[:]
-            if not batch:
-                pause = min(2 * pause, self.flush_every)
-                continue
             del pending[: len(batch)]
             self.taken += len(batch)
+            if taken.locked():
+                taken.release()  # the loop goes on as the commit starts
+            if not batch:
+                continue
             try:
                 self._commit_sync(batch)
             except Exception as exc:
                 pending[:0] = batch
                 self.taken -= len(batch)
                 logger.warning("checkpoint commit failed, will retry: %s", exc)
-                pause = self.flush_every
-            else:
-                pause = brisk
+                self._stop.wait(self.flush_every)
 
     def _open_sync(self) -> list[str]:
         conn = _connect(self.path)
