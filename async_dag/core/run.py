@@ -425,17 +425,12 @@ class Run:
                 room = most
             if room <= 0:
                 return 0
-            chunk: list[Any] = []
             try:
-                chunk.extend(itertools.islice(inputs, room))
+                if pull(room):
+                    return room
+                ended.append(None)
             except BaseException as exc:
                 ended.append(exc)
-            if chunk:
-                self._feed_plain(chunk, first_queue, ids[0])
-            if len(chunk) == room:
-                return room
-            if not ended:
-                ended.append(None)
             return -1
 
         while True:
