@@ -67,7 +67,7 @@ def _untracked_single_edge(run_: Any, target: Any) -> Any:
 
 _TRACKING_HOOK = """\
                 if tracker is not None:
-                    tracker.leave(ctx[1], node)
+                    tracker.leave(ctx._data_id, node)
 """
 
 
@@ -87,8 +87,8 @@ def tracking_removed() -> Iterator[None]:
     """Run the engine with the tracking checks taken out of its hot path: the worker's
     check at each payload's end, and ``single_edge``'s (used off the direct path)."""
     original_edge, original_work = routing.single_edge, run.work
-    routing.single_edge = _untracked_single_edge
-    run.work = _untracked_work()
+    untracked_work = _untracked_work()  # before patching anything: it may raise
+    routing.single_edge, run.work = _untracked_single_edge, untracked_work
     try:
         yield
     finally:

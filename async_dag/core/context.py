@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from operator import itemgetter
+from operator import attrgetter
 from types import MappingProxyType
 from typing import Any
 
 EMPTY_METADATA: Mapping[str, Any] = MappingProxyType({})
 
 
-class PipelineContext(tuple[Any, ...]):
-    """Where a payload comes from and where it is: immutable, one small tuple per hop.
+class PipelineContext:
+    """Where a payload comes from and where it is: immutable, one small object per hop.
 
     Example::
 
@@ -21,105 +21,162 @@ class PipelineContext(tuple[Any, ...]):
 
     ``path`` lists every node the payload and its ancestors passed through, the
     current node last; ``node`` is that last entry. ``metadata`` is the read-only
-    mapping the caller passed to the run.
+    mapping the caller passed to the run. Contexts compare, hash and pickle by their
+    fields.
     """
 
-    __slots__ = ()
+    # The fields live in private slots behind read-only properties. The engine makes a
+    # context for every payload at every node, so it makes them the cheapest way CPython
+    # allows (see ``_Made``) and reads the slots directly; a slots object costs about a
+    # third of a tuple subclass's ``tuple.__new__`` to build. ``_metadata`` is the run's
+    # private dict, or None when empty.
+    __slots__ = ("_attempt", "_data_id", "_metadata", "_path", "_run_id")
+    _run_id: str
+    _data_id: str
+    _path: tuple[str, ...]
+    _attempt: int
+    _metadata: dict[str, Any] | None
     _fields = ("run_id", "data_id", "path", "attempt", "metadata")
 
-    # Stored as a plain tuple whose last item is the metadata dict, or None when empty:
-    # a context holding only strings, ints and None is a tuple the garbage collector
-    # can stop tracking, which keeps long runs that collect many records fast.
-    def __new__(
-        cls,
+    def __init__(
+        self,
         run_id: str,
         data_id: str,
         path: tuple[str, ...],
         attempt: int = 0,
         metadata: Mapping[str, Any] | None = None,
-    ) -> PipelineContext:
-        meta = dict(metadata) if metadata else None
-        return tuple.__new__(cls, (run_id, data_id, tuple(path), attempt, meta))
+    ) -> None:
+        self._run_id, self._data_id, self._path = run_id, data_id, tuple(path)
+        self._attempt, self._metadata = attempt, dict(metadata) if metadata else None
 
-    run_id: str = property(itemgetter(0), doc="The run's id.")  # type: ignore[assignment]
+    run_id: str = property(attrgetter("_run_id"), doc="The run's id.")  # type: ignore[assignment]
     data_id: str = property(  # type: ignore[assignment]
-        itemgetter(1), doc="The input's id: its position as a string, or str(key(item))."
+        attrgetter("_data_id"),
+        doc="The input's id: its position as a string, or str(key(item)).",
     )
     path: tuple[str, ...] = property(  # type: ignore[assignment]
-        itemgetter(2), doc="Every node passed through, the current one last."
+        attrgetter("_path"), doc="Every node passed through, the current one last."
     )
     attempt: int = property(  # type: ignore[assignment]
-        itemgetter(3), doc="0 on the first call of a handler, 1 on the first retry, ..."
+        attrgetter("_attempt"), doc="0 on the first call of a handler, 1 on the first retry, ..."
     )
 
     @property
     def metadata(self) -> Mapping[str, Any]:
         """The caller's ``metadata=``, read-only (empty by default)."""
-        meta = self[4]
+        meta = self._metadata
         return EMPTY_METADATA if meta is None else MappingProxyType(meta)
 
     @property
     def node(self) -> str:
         """The id of the node handling the payload now (``path[-1]``)."""
-        return self[2][-1]  # type: ignore[no-any-return]
+        return self._path[-1]
 
     @property
     def node_path(self) -> str:
         """The path as one string, ``"fetch>parse"``, as the logs show it."""
-        return ">".join(self[2])
+        return ">".join(self._path)
 
     @property
     def batch(self) -> tuple[PipelineContext, ...]:
         """In a batch task's call, the contexts of the batch's payloads; else ``()``."""
         return ()
 
+    def _key(self) -> tuple[Any, ...]:
+        return (self._run_id, self._data_id, self._path, self._attempt, self._metadata)
+
     def _replace(self, **changes: Any) -> PipelineContext:
         """A copy with some fields changed (as for named tuples)."""
-        fields = dict(zip(self._fields, (*self[:4], self[4]), strict=True))
+        fields = dict(zip(self._fields, self._key(), strict=True))
         fields.update(changes)
         return PipelineContext(**fields)
 
     def _asdict(self) -> dict[str, Any]:
         """The fields as a dict."""
         return {
-            "run_id": self[0],
-            "data_id": self[1],
-            "path": self[2],
-            "attempt": self[3],
+            "run_id": self._run_id,
+            "data_id": self._data_id,
+            "path": self._path,
+            "attempt": self._attempt,
             "metadata": self.metadata,
         }
 
-    def __getnewargs__(self) -> tuple[Any, ...]:
-        return tuple(self)
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PipelineContext):
+            return NotImplemented
+        return self._key() == other._key() and self.batch == other.batch
+
+    def __hash__(self) -> int:  # equal contexts have equal ids: the metadata need not count
+        return hash((self._run_id, self._data_id, self._path, self._attempt))
+
+    # ordered as the tuples of their fields, so records sort by context
+    def __lt__(self, other: PipelineContext) -> bool:
+        return self._key() < other._key()
+
+    def __le__(self, other: PipelineContext) -> bool:
+        return self._key() <= other._key()
+
+    def __gt__(self, other: PipelineContext) -> bool:
+        return self._key() > other._key()
+
+    def __ge__(self, other: PipelineContext) -> bool:
+        return self._key() >= other._key()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (PipelineContext, self._key())
 
     def __repr__(self) -> str:
         return (
-            f"PipelineContext(run_id={self[0]!r}, data_id={self[1]!r}, "
-            f"path={self.node_path!r}, attempt={self[3]})"
+            f"PipelineContext(run_id={self._run_id!r}, data_id={self._data_id!r}, "
+            f"path={self.node_path!r}, attempt={self._attempt})"
         )
+
+
+class _Made(PipelineContext):
+    """The contexts the engine makes: a :class:`PipelineContext` in every way, made by
+    calling the class with no arguments and storing the slots (``made(...)``): with
+    ``object.__init__`` as its ``__init__``, CPython makes one without running any Python
+    code, the cheapest object there is to build."""
+
+    __slots__ = ()
+    __init__ = object.__init__
+
+
+_Made.__name__ = _Made.__qualname__ = "PipelineContext"
+
+
+def made(
+    run_id: str, data_id: str, path: tuple[str, ...], attempt: int, metadata: dict[str, Any] | None
+) -> PipelineContext:
+    """A context from fields already checked and frozen (``metadata`` as the run keeps it)."""
+    ctx: PipelineContext = _Made()
+    ctx._run_id, ctx._data_id, ctx._path = run_id, data_id, path
+    ctx._attempt, ctx._metadata = attempt, metadata
+    return ctx
 
 
 class BatchContext(PipelineContext):
     """The context of one call of a batch task: the first payload's, plus ``batch``."""
 
-    __slots__ = ()
+    __slots__ = ("_batch",)
 
-    def __new__(
-        cls, first: PipelineContext, batch: tuple[PipelineContext, ...] | LazyContexts
-    ) -> BatchContext:
-        return tuple.__new__(cls, (*first[:5], batch))
+    def __init__(
+        self, first: PipelineContext, batch: tuple[PipelineContext, ...] | LazyContexts
+    ) -> None:
+        self._run_id, self._data_id, self._path = first._run_id, first._data_id, first._path
+        self._attempt, self._metadata, self._batch = first._attempt, first._metadata, batch
 
     @property
     def batch(self) -> tuple[PipelineContext, ...]:
         """The contexts of the batch's payloads: ``ctx.batch[i]`` belongs to ``batch[i]``."""
-        batch = self[5]
-        return batch if type(batch) is tuple else batch.contexts()
+        batch = self._batch
+        return batch if isinstance(batch, tuple) else batch.contexts()
 
     def _replace(self, **changes: Any) -> PipelineContext:
-        return BatchContext(PipelineContext._replace(self, **changes), self[5])
+        return BatchContext(PipelineContext._replace(self, **changes), self._batch)
 
-    def __getnewargs__(self) -> tuple[Any, ...]:
-        return (PipelineContext(*self[:5]), self.batch)
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (BatchContext, (PipelineContext(*self._key()), self.batch))
 
 
 class InputSpan:
@@ -213,15 +270,11 @@ class LazyContexts:
         return repr(self.contexts())
 
 
-# The one place that knows the tuple's layout: (run_id, data_id, path, attempt, metadata).
-_new = tuple.__new__
-
-
 def input_context(
     run_id: str, data_id: str, node: str, metadata: dict[str, Any] | None
 ) -> PipelineContext:
     """The context of an input as it enters a source node."""
-    return _new(PipelineContext, (run_id, data_id, (node,), 0, metadata))
+    return made(run_id, data_id, (node,), 0, metadata)
 
 
 def input_contexts(
@@ -230,27 +283,42 @@ def input_contexts(
     """The contexts of ``count`` inputs numbered from ``first`` (data_ids ``prefix + str(i)``),
     entering ``node``: what the feeder builds for a chunk of plain inputs."""
     path = (node,)
-    return [
-        _new(PipelineContext, (run_id, prefix + str(i), path, 0, metadata))
-        for i in range(first, first + count)
-    ]
+    out: list[PipelineContext] = []
+    append = out.append
+    for i in range(first, first + count):
+        ctx = _Made()
+        ctx._run_id, ctx._data_id, ctx._path = run_id, prefix + str(i), path
+        ctx._attempt, ctx._metadata = 0, metadata
+        append(ctx)
+    return out
 
 
 def derive(ctx: PipelineContext, node: str) -> PipelineContext:
     """The context of an output of ``ctx``'s payload as it moves on to ``node``."""
-    return _new(PipelineContext, (ctx[0], ctx[1], ctx[2] + (node,), 0, ctx[4]))
+    return made(ctx._run_id, ctx._data_id, (*ctx._path, node), 0, ctx._metadata)
 
 
 def derive_to(
     node: str, run_id: str, metadata: dict[str, Any] | None
 ) -> Callable[[PipelineContext], PipelineContext]:
-    """``derive(ctx, node)`` for the contexts of one run, made once per edge: every context
-    of a run carries the run's id and metadata, so they are bound here rather than read
-    from each context (reading a tuple subclass's item is no cheap index on CPython)."""
+    """``derive(ctx, node)`` for the contexts of one run, made once per edge. Every context
+    of a run carries the run's id and metadata, so they are bound here; and the contexts
+    that take an edge mostly share one path (every input of a source has the same one,
+    and so, edge after edge, do their outputs), so the last path made is kept and reused
+    while the next context's parent path is the same object."""
     step = (node,)
+    parent: tuple[str, ...] | None = None
+    path: tuple[str, ...] = step
 
     def to(ctx: PipelineContext) -> PipelineContext:
-        return _new(PipelineContext, (run_id, ctx[1], ctx[2] + step, 0, metadata))
+        nonlocal parent, path
+        if ctx._path is not parent:
+            parent = ctx._path
+            path = parent + step
+        child: PipelineContext = _Made()
+        child._run_id, child._data_id, child._path = run_id, ctx._data_id, path
+        child._attempt, child._metadata = 0, metadata
+        return child
 
     return to
 
@@ -259,16 +327,17 @@ def with_attempt(ctx: PipelineContext, attempt: int) -> PipelineContext:
     """The same context for retry number ``attempt``."""
     if type(ctx) is BatchContext:
         return ctx._replace(attempt=attempt)
-    return _new(PipelineContext, (ctx[0], ctx[1], ctx[2], attempt, ctx[4]))
+    return made(ctx._run_id, ctx._data_id, ctx._path, attempt, ctx._metadata)
 
 
 def log_extra(ctx: PipelineContext) -> dict[str, Any]:
     """The context as log-record attributes, as ``log_with_context`` attaches them."""
+    path = ctx._path
     return {
-        "run_id": ctx[0],
-        "data_id": ctx[1],
-        "node": ctx[2][-1] if ctx[2] else "-",
-        "node_path": ">".join(ctx[2]),
+        "run_id": ctx._run_id,
+        "data_id": ctx._data_id,
+        "node": path[-1] if path else "-",
+        "node_path": ">".join(path),
     }
 
 

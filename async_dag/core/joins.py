@@ -50,8 +50,8 @@ class Joiner:
             return
         node = self.node
         node.received += 1
-        data_id = ctx[1]
-        source = ctx[2][-2]
+        data_id = ctx._data_id
+        source = ctx._path[-2]
         lineage = self.tracker.lineages[data_id]
         lineage.queued[self.index] -= 1
         parts = self.held.setdefault(data_id, [])

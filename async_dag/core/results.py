@@ -101,7 +101,7 @@ class RunResult(Sequence[Any]):
         """The outputs with their contexts: ``.ctx``, ``.value``, ``.node`` (the sink)."""
         if self._records is None:
             self._records = [
-                Record(ctx, value, ctx[2][-1])
+                Record(ctx, value, ctx._path[-1])
                 for ctx, value in zip(self._contexts, self._values, strict=True)
             ]
         return self._records

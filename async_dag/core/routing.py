@@ -67,7 +67,7 @@ def single_edge(run: Run, target: NodeRuntime) -> Emit:
         item = (to(ctx), value)
         run.active += 1
         if tracker is not None:
-            tracker.enter(ctx[1], target)
+            tracker.enter(ctx._data_id, target)
         if offer(item):
             return None
         return queue.put(item)
@@ -144,8 +144,8 @@ def edges(run: Run, node: NodeRuntime, out: list[Edge]) -> Emit:
                 node.emitted -= 1  # the output went nowhere: the node failed it
                 run.fail(node, ctx, exc, value)
                 return None
-            if edge.max_loops is not None and edge.times_taken(ctx[2]) >= edge.max_loops:
-                error = LoopLimitExceeded(edge.source, edge.target.id, edge.max_loops, ctx[1])
+            if edge.max_loops is not None and edge.times_taken(ctx._path) >= edge.max_loops:
+                error = LoopLimitExceeded(edge.source, edge.target.id, edge.max_loops, ctx._data_id)
                 node.emitted -= 1
                 run.fail(node, ctx, error, value)
                 return None
@@ -162,7 +162,7 @@ def edges(run: Run, node: NodeRuntime, out: list[Edge]) -> Emit:
             item = (child, value)
             run.active += 1
             if tracker is not None:
-                tracker.enter(ctx[1], target)
+                tracker.enter(ctx._data_id, target)
             if edge.max_loops is not None:
                 if run.debug:
                     log.debug(

@@ -209,7 +209,7 @@ class Run:
     def finish(self, ctx: PipelineContext, node: NodeRuntime) -> None:
         """A payload at ``node`` has ended (its outputs, if any, already sent on)."""
         if self.tracker is not None:
-            self.tracker.leave(ctx[1], node)
+            self.tracker.leave(ctx._data_id, node)
         self.active -= 1
         if self.active == self.parked:
             self.idle()
@@ -261,9 +261,9 @@ class Run:
         """``payload`` failed for good at ``node``: send it down the error edge, record
         it, or stop the run with it."""
         node.failed += 1
-        self._remember(node.id, ctx[1], exc)
+        self._remember(node.id, ctx._data_id, exc)
         if self.tracker is not None:
-            self.tracker.fail(ctx[1])
+            self.tracker.fail(ctx._data_id)
         target = node.error_target
         if target is not None:
             if self.closing:
@@ -271,7 +271,7 @@ class Run:
             child = derive(ctx, target.id)
             self.active += 1
             if self.tracker is not None:
-                self.tracker.enter(ctx[1], target)
+                self.tracker.enter(ctx._data_id, target)
             target.queue.force_put((child, ItemError(ctx, node.id, exc, payload)))
             return
         if self.collect_errors:
@@ -282,7 +282,7 @@ class Run:
             return
         if self.failure is None:
             exc.add_note(
-                f"async_dag: in node {node.id!r}, data_id {ctx[1]!r}, run_id {self.run_id!r}"
+                f"async_dag: in node {node.id!r}, data_id {ctx._data_id!r}, run_id {self.run_id!r}"
             )
             self.abort(exc)
 
@@ -291,14 +291,14 @@ class Run:
     ) -> None:
         """A batch call failed for good: every payload in it fails with ``exc``."""
         if not self.collect_errors and node.error_target is None and self.failure is None:
-            ids = ", ".join(repr(ctx[1]) for ctx, _ in batch[:3])
+            ids = ", ".join(repr(ctx._data_id) for ctx, _ in batch[:3])
             more = f" and {len(batch) - 3} more" if len(batch) > 3 else ""
             exc.add_note(
                 f"async_dag: in batch node {node.id!r}, a batch of {len(batch)} with data_ids "
                 f"{ids}{more}, run_id {self.run_id!r}"
             )
             node.failed += len(batch)
-            self._remember(node.id, batch[0][0][1], exc)
+            self._remember(node.id, batch[0][0]._data_id, exc)
             self.abort(exc)
             return
         for ctx, payload in batch:
@@ -310,7 +310,7 @@ class Run:
         ctx = input_context(self.run_id, str(position), source.id, self.options.metadata)
         exc.add_note(f"async_dag: raised by key= for input #{position} of run {self.run_id!r}")
         self.input_failures += 1
-        self._remember("key=", ctx[1], exc)
+        self._remember("key=", ctx._data_id, exc)
         if self.collect_errors:
             self.errors.append(ItemError(ctx, "key=", exc, payload))
             log.warning("key= failed: %s: %s", type(exc).__name__, exc, extra=log_extra(ctx))
@@ -479,10 +479,10 @@ class Run:
                 assert isinstance(counts, Counts)
                 if session.loaded:
                     done = session.done
-                    items = [item for item in items if item[0][1] not in done]
+                    items = [item for item in items if item[0]._data_id not in done]
                 if not n:
                     self.skipped += pulled - len(items)
-                    counts.begin_many((ctx[1] for ctx, _ in items), len(queues))
+                    counts.begin_many((ctx._data_id for ctx, _ in items), len(queues))
             if not n:
                 self.entered += len(items)
                 if self.reorder is not None:  # (ordered runs take _feed_plain)

@@ -83,7 +83,7 @@ async def work(node: NodeRuntime) -> None:
                     if pending is not None:
                         await pending
                 if tracker is not None:
-                    tracker.leave(ctx[1], node)
+                    tracker.leave(ctx._data_id, node)
                 run.active -= 1
                 if run.active == run.parked:
                     run.idle()
