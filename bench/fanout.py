@@ -35,7 +35,8 @@ def workload_fanout(scale: float, rounds: int) -> list[Row]:
             dag,
             expected=outputs,
             target=FAN_TARGET,
-            note=f"queue_size={dag_default.tasks['source'].bound}",
+            note=f"{dag_default.tasks['source'].bound} per edge in: the sink's "
+            f"{dag_default.queue_sizes['sink']}",
         ),
     ]
     return compare("4 fan-out/in", impls, items=items, rounds=rounds, reference=impls[0].name)

@@ -277,6 +277,33 @@ async def test_the_default_queue_is_large_enough_for_cheap_steps():
     assert DagTask("a", lambda ctx, x: x, concurrency=50).bound == 100
 
 
+async def test_a_fan_in_gets_the_default_room_for_each_edge_into_it():
+    """A task fed by k forward edges defaults to k times the room (loop-backs and error
+    edges do not count: they never wait on the bound); an explicit queue_size is the whole
+    queue. The stats and the queues of a run show the same figures."""
+
+    async def step(ctx, x):
+        return x
+
+    async def dead(ctx, err):
+        return None
+
+    builder = PipelineBuilder("fan").add_task("src", step).add_task("sink", step)
+    for b in ("b0", "b1", "b2"):
+        builder.add_task(b, step).add_edge("src", b).add_edge(b, "sink")
+    builder.add_task("capped", step, queue_size=5).add_edge("b0", "capped").add_edge(
+        "b1", "capped"
+    )
+    builder.add_task("dead", dead).add_edge("b2", "dead", on_error=True)
+    builder.add_edge("sink", "src", when=lambda ctx, x: False, max_loops=1)
+    pipeline = builder.build()
+    expected = {"src": 64, "b0": 64, "b1": 64, "b2": 64, "sink": 192, "capped": 5, "dead": 64}
+    assert pipeline.queue_sizes == expected
+    result = await pipeline.run_stream(range(10))
+    assert {n: s.queue_size for n, s in result.stats.nodes.items()} == expected
+    assert result.stats.nodes["capped"].emitted == 20 and result.stats.nodes["sink"].unrouted == 30
+
+
 async def test_a_batch_tasks_default_queue_holds_a_whole_batch():
     """A batch task's default queue holds at least batch_size payloads; queue_size rules."""
 

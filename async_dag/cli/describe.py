@@ -31,7 +31,7 @@ def _kind(handler: Any) -> str:
 
 def _task_line(pipeline: DagPipeline, task_id: str, width: int) -> str:
     task = pipeline.tasks[task_id]
-    options = [f"concurrency {task.concurrency}", f"queue {task.bound}"]
+    options = [f"concurrency {task.concurrency}", f"queue {pipeline.queue_sizes[task_id]}"]
     for name in ("retries", "timeout", "batch_size", "rate_limit"):
         value = getattr(task, name, None)
         if value:

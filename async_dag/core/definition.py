@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -45,17 +46,16 @@ class DagTask:
     """A node: an id, a handler called as ``handler(ctx, payload)``, and how to run it.
 
     ``concurrency`` workers take payloads from a queue of ``queue_size`` (default
-    ``max(64, 2 * concurrency, batch_size)``: fast on cheap steps; lower it for large
-    payloads). A
-    failed call is retried ``retries`` times: ``retry_delay`` seconds before the first
-    retry, times ``retry_backoff`` per further retry, with ``retry_jitter`` and capped at
-    ``retry_max_delay``, for the failures ``retry_on`` accepts. ``timeout`` bounds one
-    call (one step of a generator). ``rate_limit`` (calls per second, or a shared
-    ``RateLimit``) spaces the calls. ``batch_size`` hands the handler lists of payloads
-    (flushed when full, after ``batch_timeout`` seconds, or when nothing else can join);
-    ``join=True`` calls it once per data_id with ``{source: value}``. A plain ``def``
-    runs in a worker thread unless ``inline=True`` (for cheap pure functions). Options
-    are checked when the task joins a :class:`DagPipeline`.
+    ``max(64, 2 * concurrency, batch_size)`` for each edge into the task: fast on cheap
+    steps; lower it for large payloads). A failed call is retried ``retries`` times: ``retry_delay``
+    seconds before the first retry, times ``retry_backoff`` per further retry, with
+    ``retry_jitter`` and capped at ``retry_max_delay``, for the failures ``retry_on``
+    accepts. ``timeout`` bounds one call (one step of a generator). ``rate_limit`` (calls
+    per second, or a shared ``RateLimit``) spaces the calls. ``batch_size`` hands the
+    handler lists of payloads (flushed when full, after ``batch_timeout`` seconds, or when
+    nothing else can join); ``join=True`` calls it once per data_id with ``{source:
+    value}``. A plain ``def`` runs in a worker thread unless ``inline=True`` (for cheap pure
+    functions). Options are checked when the task joins a :class:`DagPipeline`.
     """
 
     id: str
@@ -82,7 +82,8 @@ class DagTask:
 
     @property
     def bound(self) -> int:
-        """The capacity of this task's input queue."""
+        """The capacity of this task's input queue: ``queue_size``, or the default for a
+        task fed by one edge (:attr:`DagPipeline.queue_sizes` has each task's in a graph)."""
         if self.queue_size is not None:
             return self.queue_size
         # a batch task's worker takes a whole queue into its batch at once: a queue of one
@@ -279,6 +280,14 @@ class DagPipeline:
         self.sources: tuple[str, ...] = tuple(
             i for i in by_id if i not in fed and i not in {e.target for e in edges if e.on_error}
         )
+        # a queue left at its default holds that much per edge feeding it (the feeder is a
+        # source's one): a fan-in shared by k tasks gives each the room a chain's task has,
+        # rather than k times the hand-offs (measured: BENCHMARKS.md, "default queue size")
+        inflow = Counter(e.target for e in edges if not e.is_loop and not e.on_error)
+        self.queue_sizes: dict[str, int] = {
+            i: t.queue_size if t.queue_size is not None else t.bound * max(1, inflow[i])
+            for i, t in by_id.items()
+        }
         has_out = {e.source for e in edges if not e.on_error}
         self.sinks: tuple[str, ...] = tuple(i for i in by_id if i not in has_out)
         if not self.sources:

@@ -89,7 +89,8 @@ class NodeRuntime:
         self.awaits = self.kind is HandlerKind.ASYNC
         self.limit: RateLimit | None = None
         self.resume_at = 0.0  # a RetryAfter without a shared RateLimit pauses this task
-        self.queue = BatchQueue(task.bound) if task.batch_size else NodeQueue(task.bound)
+        size = run.pipeline.queue_sizes[task.id]
+        self.queue = BatchQueue(size) if task.batch_size else NodeQueue(size)
         self.lanes = Lanes(f"async_dag:{task.id}") if self.threaded else None
         self.emit: Emit = _unset_emit
         # a direct worker's single edge: the output takes its payload's place in the count

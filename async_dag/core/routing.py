@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .context import PipelineContext, derive, derive_to, log_extra
+from .context import EngineContext, PipelineContext, derive, derive_to, log_extra
 from .definition import TaskTransition, describe_predicate
 from .errors import LoopLimitExceeded
 from .node import Emit, NodeRuntime
@@ -77,20 +77,24 @@ def single_edge(run: Run, target: NodeRuntime) -> Emit:
 
 class Hop(NamedTuple):
     """One unconditional edge, taken by a worker that calls its handler directly in a run
-    without joins (the hot path of a chain). The worker does the hop itself,
-    ``item = (to(ctx), value)`` then ``offer(item) or await put(item)``, and the output
-    takes over its payload's place in ``run.active`` (and, with a checkpoint, in its
-    input's :class:`~async_dag.core.tracking.Counts`), so neither side touches the counts."""
+    without joins (the hot path of a chain). The worker does the hop itself: it makes
+    the output's context as :func:`~async_dag.core.context.derive_to` would (inlined: a
+    call per payload is a tenth of the hop) and ``offer(item) or await put(item)``; the
+    output takes over its payload's place in ``run.active`` (and, with a checkpoint, in
+    its input's :class:`~async_dag.core.tracking.Counts`), so neither side touches the
+    counts."""
 
-    to: Callable[[PipelineContext], PipelineContext]  # see ``derive_to``
+    step: tuple[str]  # the target's id, to append to the path
+    run_id: str
+    metadata: dict[str, Any] | None
     offer: Callable[[Any], bool]
     put: Callable[[Any], Awaitable[None]]
 
 
 def hop(run: Run, target: NodeRuntime) -> Hop:
     """The hop along the edge to ``target``."""
-    to = derive_to(target.id, run.run_id, run.options.metadata)
-    return Hop(to, target.queue.offer, target.queue.put)
+    queue = target.queue
+    return Hop((target.id,), run.run_id, run.options.metadata, queue.offer, queue.put)
 
 
 def fan_out(run: Run, node: NodeRuntime, out: list[Edge], relay: bool = False) -> Emit:
@@ -99,26 +103,34 @@ def fan_out(run: Run, node: NodeRuntime, out: list[Edge], relay: bool = False) -
     calls: the first output takes over its payload's place in the count (as with
     :class:`Hop`). With debug logging on, :func:`edges` does it (it logs each route)."""
     general = edges(run, node, out)
-    metadata = run.options.metadata
-    hops = [
-        (
-            derive_to(edge.target.id, run.run_id, metadata),
-            edge.target.queue.offer,
-            edge.target.queue,
-        )
-        for edge in out
-    ]
-    count = len(hops) - 1 if relay else len(hops)
+    run_id, metadata = run.run_id, run.options.metadata
+    targets = [((edge.target.id,), edge.target.queue.offer, edge.target.queue) for edge in out]
+    count = len(targets) - 1 if relay else len(targets)
+    # the children's paths, made again only when the parent's path object changes (the
+    # contexts are made as ``derive_to`` makes them, inlined: see :class:`Hop`)
+    parent: tuple[str, ...] | None = None
+    routes: list[tuple[tuple[str, ...], Callable[[Any], bool], NodeQueue]] = []
 
     def emit(ctx: PipelineContext, value: Any) -> Awaitable[None] | None:
+        nonlocal parent, routes
         if run.debug:
             if relay:
                 run.active -= 1
             return general(ctx, value)
         run.active += count
+        if ctx._path is not parent:
+            parent = ctx._path
+            routes = [(parent + step, offer, queue) for step, offer, queue in targets]
+        data_id = ctx._data_id
         blocked: list[tuple[NodeQueue, Any]] | None = None
-        for to, offer, queue in hops:
-            item = (to(ctx), value)
+        for path, offer, queue in routes:
+            child = EngineContext()
+            child._run_id = run_id
+            child._data_id = data_id
+            child._path = path
+            child._attempt = 0
+            child._metadata = metadata
+            item = (child, value)
             if not offer(item):
                 if blocked is None:
                     blocked = []

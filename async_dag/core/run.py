@@ -562,7 +562,7 @@ class Run:
             nid: NodeStats(
                 node=nid,
                 concurrency=n.concurrency,
-                queue_size=n.task.bound,
+                queue_size=self.pipeline.queue_sizes[nid],
                 received=n.received,
                 emitted=n.emitted,
                 failed=n.failed,

@@ -14,8 +14,9 @@ fan-out, or the reorder of an ordered run, which a failure is also told about).
 
 This loop runs once per payload per node, so it is written for CPython's sake: the
 queue is iterated (``drain``, a generator resumed per item, cheaper than a call), names
-are bound to locals once, and the hop is one context derived (``derive_to``) and one
-``offer``. A direct worker counts itself in ``in_flight`` once per stretch of work, not
+are bound to locals once, and the hop is one context made in place (what ``derive_to``
+does, without a call: the path is made again only when the parent's path object changes)
+and one ``offer``. A direct worker counts itself in ``in_flight`` once per stretch of work, not
 once per payload: between two payloads of a stretch it never suspends, so whoever reads
 the count (a monitor's sampler, a handler) sees exactly the payloads being handled.
 ``make bench`` measures it against a hand-written pipeline, ``make bench-versus``
@@ -28,6 +29,7 @@ import asyncio
 from types import CoroutineType
 from typing import TYPE_CHECKING
 
+from .context import EngineContext
 from .queue import QueueClosed
 
 if TYPE_CHECKING:
@@ -45,7 +47,9 @@ async def work(node: NodeRuntime) -> None:
     relay = node.relay if direct else None
     on_failure = node.on_failure if direct else None
     if hop is not None:
-        to, offer, put = hop
+        step, run_id, metadata, offer, put = hop
+        parent: tuple[str, ...] | None = None
+        path: tuple[str, ...] = step
     try:
         while True:
             if direct:  # busy from here to the wait: see the module docstring
@@ -70,7 +74,16 @@ async def work(node: NodeRuntime) -> None:
                 else:
                     node.emitted += 1
                     if hop is not None:  # the output counts in the payload's place
-                        item = (to(ctx), value)
+                        if ctx._path is not parent:  # (``derive_to``, inlined)
+                            parent = ctx._path
+                            path = parent + step
+                        child = EngineContext()
+                        child._run_id = run_id
+                        child._data_id = ctx._data_id
+                        child._path = path
+                        child._attempt = 0
+                        child._metadata = metadata
+                        item = (child, value)
                         if not offer(item):
                             await put(item)
                         continue

@@ -296,7 +296,7 @@ def _progress(
     if pipeline is not None:
         name = pipeline.name
         nodes = {
-            task_id: NodeStats(task_id, task.concurrency, task.bound)
+            task_id: NodeStats(task_id, task.concurrency, pipeline.queue_sizes[task_id])
             for task_id, task in pipeline.tasks.items()
         }
     progress = BatchProgress(
