@@ -692,4 +692,5 @@ async def test_fan_out_stats_exact_with_a_raising_result_handler_under_collect()
     for b in ("b0", "b1", "b2"):
         assert (nodes[b].received, nodes[b].emitted, nodes[b].failed) == (30, 30, 0)
     assert (nodes["sink"].received, nodes["sink"].failed) == (90, 30)
+    assert result.stats.outputs == len(handed) == 60  # delivered: the refused ones are not
     assert all(n.in_flight == 0 and n.queue_depth == 0 for n in nodes.values())

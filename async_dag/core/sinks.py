@@ -59,6 +59,7 @@ def _handler_failed(
     run: Run, node: NodeRuntime, ctx: PipelineContext, exc: Exception, value: Any
 ) -> None:
     exc.add_note(f"raised by result_handler for an output of {node.id!r}")
+    run.outputs -= 1  # produced (the sink's ``emitted``) but not delivered
     run.fail(node, ctx, exc, value)
 
 
