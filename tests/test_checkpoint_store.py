@@ -325,6 +325,35 @@ async def test_the_file_is_in_wal_mode(tmp_path: Path) -> None:
     await session.close()
 
 
+async def test_a_new_file_has_large_pages_an_old_one_keeps_its_own(tmp_path: Path) -> None:
+    """A file the session creates has 16 KiB pages (cheaper inserts); a file made with
+    SQLite's default 4 KiB pages, records in it, is used as it is and loses nothing."""
+    new, old = tmp_path / "new.db", tmp_path / "old.db"
+    conn = sqlite3.connect(old)
+    conn.execute(
+        "CREATE TABLE async_dag_checkpoint (name TEXT NOT NULL, data_id TEXT NOT NULL, "
+        "done_at REAL NOT NULL, PRIMARY KEY (name, data_id)) WITHOUT ROWID"
+    )
+    conn.execute("INSERT INTO async_dag_checkpoint VALUES ('job', 'a', 0)")
+    conn.commit()
+    conn.close()
+    for path in (new, old):
+        session = await opened(path)
+        session.record("b")
+        await session.close()
+    sizes = {}
+    for path in (new, old):
+        conn = sqlite3.connect(path)
+        try:
+            sizes[path.name] = conn.execute("PRAGMA page_size").fetchone()[0]
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        finally:
+            conn.close()
+    assert sizes == {"new.db": 16384, "old.db": 4096}
+    assert rows(new) == {("job", "b")}
+    assert rows(old) == {("job", "a"), ("job", "b")}
+
+
 async def test_the_flusher_commits_within_a_second(tmp_path: Path) -> None:
     """With the flusher running, a record reaches the file in about a second at most."""
     path = tmp_path / "c.db"
