@@ -436,9 +436,9 @@ async def test_close_waits_for_a_commit_in_flight(tmp_path: Path) -> None:
     session = await opened(path, flush_every=0.01)
     original = session._commit_sync
 
-    def slow_commit(batch: list[tuple[str, str, float]]) -> None:
+    def slow_commit(batch: list[str], *ids: str | None) -> None:
         time.sleep(0.2)
-        original(batch)
+        original(batch, *ids)
 
     session._commit_sync = slow_commit  # type: ignore[method-assign]
     flusher = asyncio.create_task(session.run_flusher())
@@ -506,8 +506,8 @@ async def test_the_thread_commits_while_the_loop_is_held_up(tmp_path: Path) -> N
     original = session._commit_sync
     committed = threading.Event()
 
-    def commit(batch: list[str]) -> None:
-        original(batch)
+    def commit(batch: list[str], *ids: str | None) -> None:
+        original(batch, *ids)
         committed.set()
 
     session._commit_sync = commit  # type: ignore[method-assign]
@@ -543,12 +543,12 @@ async def test_a_failed_commit_keeps_its_records_queued(
     calls: list[list[str]] = []
     failed = threading.Event()
 
-    def flaky(batch: list[str]) -> None:
+    def flaky(batch: list[str], *ids: str | None) -> None:
         calls.append(list(batch))
         if len(calls) == 1:
             failed.set()
             raise CheckpointError("disk on fire")
-        original(batch)
+        original(batch, *ids)
 
     session._commit_sync = flaky  # type: ignore[method-assign]
     with caplog.at_level(logging.WARNING, logger="async_dag"):

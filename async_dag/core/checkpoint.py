@@ -421,12 +421,18 @@ class CheckpointSession:
             batch = pending[:]
             del pending[: len(batch)]
             self.taken += len(batch)
+            # the statement's argument too, while the loop waits: it has let the GIL go,
+            # and woken now, it would only wait again for this thread to let it go
+            try:
+                ids: str | None = self._array(batch)
+            except Exception:  # raised again by the commit below, which handles it
+                ids = None
             if taken.locked():
                 taken.release()  # the loop goes on as the commit starts
             if not batch:
                 continue
             try:
-                self._commit_sync(batch)
+                self._commit_sync(batch, ids)
             except Exception as exc:
                 pending[:0] = batch
                 self.taken -= len(batch)
@@ -461,13 +467,20 @@ class CheckpointSession:
                 return done
             query, after = NEXT_PAGE, last
 
-    def _commit_sync(self, batch: list[str]) -> None:
+    def _array(self, batch: list[str]) -> str:
+        """``batch`` as the JSON array the one-statement commit takes ('' when it is
+        empty or SQLite has no json_each: the commit then inserts row by row)."""
+        return json_array(batch) if batch and self._json else ""
+
+    def _commit_sync(self, batch: list[str], ids: str | None = None) -> None:
+        """Insert ``batch`` (``ids``: its :meth:`_array`, when already made)."""
         conn = self._conn
         if conn is None:
             raise CheckpointError(f"checkpoint {str(self.path)!r} is not open")
         try:
             now = time.time()
-            ids = json_array(batch) if self._json else ""
+            if ids is None:
+                ids = self._array(batch)
             if ids and "\\u0000" not in ids:  # json_each would cut a NUL short
                 conn.execute(STORE_IDS, (self.name, now, ids))
                 return
