@@ -510,6 +510,104 @@ async def test_a_turn_handed_to_the_thread_takes_what_is_queued(tmp_path: Path) 
     assert len(rows(path)) == 1001
 
 
+CPU_CLOCKS = hasattr(time, "pthread_getcpuclockid")
+
+
+@pytest.mark.skipif(not CPU_CLOCKS, reason="no per-thread CPU clock to watch")
+async def test_the_loop_tells_a_thread_in_sqlite_from_one_that_waits(tmp_path: Path) -> None:
+    """The thread's CPU clock: stalled while it waits (for a turn, or the GIL), running
+    while it works without the GIL (here hashing, as SQLite would insert)."""
+    import hashlib
+
+    path = tmp_path / "c.db"
+    session = await opened(path, flush_every=3600)
+    blob = bytes(1 << 20)
+    working = threading.Event()
+
+    def busy(batch: list[str], *ids: str | None) -> None:
+        working.set()
+        end = time.monotonic() + 0.3
+        while time.monotonic() < end:
+            hashlib.sha256(blob)  # lets the GIL go for each MiB
+
+    session._commit_sync = busy  # type: ignore[method-assign]
+    flusher = asyncio.create_task(session.run_flusher())
+    try:
+        await wait_for(lambda: session._cpu is not None)
+        session._stalled()
+        await asyncio.sleep(0.02)
+        assert session._stalled()  # waiting for its turn on its lock
+        session.record("a")
+        await wait_for(working.is_set)
+        session._stalled()
+        await asyncio.sleep(0.02)
+        assert not session._stalled()
+    finally:
+        flusher.cancel()
+        await asyncio.gather(flusher, return_exceptions=True)
+        await session.close()
+
+
+@pytest.mark.skipif(not CPU_CLOCKS, reason="no per-thread CPU clock to watch")
+async def test_a_busy_loop_leaves_the_thread_waiting_for_no_turn(tmp_path: Path) -> None:
+    """A loop that never waits, with nothing new to hand the thread: its commit ends
+    and the thread is back waiting for a turn well before ``flush_every``."""
+    path = tmp_path / "c.db"
+    session = await opened(path, flush_every=3600)
+    flusher = asyncio.create_task(session.run_flusher())
+    try:
+        for i in range(20_000):
+            session.record(str(i))
+        deadline = time.monotonic() + 10
+        while not session._committing:
+            assert time.monotonic() < deadline, "no commit started"
+            await asyncio.sleep(0.001)
+        while session._committing:  # busy: Python work between turns, no waiting
+            assert time.monotonic() < deadline, "the thread was left waiting for the GIL"
+            sum(range(2000))
+            await asyncio.sleep(0)
+        assert len(rows(path)) == 20_000
+    finally:
+        flusher.cancel()
+        await asyncio.gather(flusher, return_exceptions=True)
+        await session.close()
+
+
+async def test_a_commit_waiting_on_the_disk_does_not_hold_up_the_loop(tmp_path: Path) -> None:
+    """A commit that uses no CPU for a long time (a slow sync to the disk, here a sleep)
+    looks like a thread waiting for the GIL: the loop's tries to let it go on block it
+    for a millisecond each, fewer and fewer, never for long in all."""
+    path = tmp_path / "c.db"
+    session = await opened(path, flush_every=0.5)
+    original = session._commit_sync
+
+    def slow(batch: list[str], *ids: str | None) -> None:
+        time.sleep(0.5)
+        original(batch, *ids)
+
+    session._commit_sync = slow  # type: ignore[method-assign]
+    flusher = asyncio.create_task(session.run_flusher())
+    try:
+        session.record("a")
+        deadline = time.monotonic() + 10
+        while not session._committing:
+            assert time.monotonic() < deadline, "no commit started"
+            await asyncio.sleep(0.001)
+        blocked, start = 0.0, time.perf_counter()
+        while session._committing:  # ticks of 1 ms: the time beyond them was blocked
+            tick = time.perf_counter()
+            await asyncio.sleep(0.001)
+            blocked += max(time.perf_counter() - tick - 0.0015, 0.0)
+            assert time.monotonic() < deadline, "the commit never ended"
+        assert time.perf_counter() - start > 0.3
+        assert blocked < 0.05
+    finally:
+        flusher.cancel()
+        await asyncio.gather(flusher, return_exceptions=True)
+        await session.close()
+    assert rows(path) == {("job", "a")}
+
+
 async def test_the_thread_commits_while_the_loop_is_held_up(tmp_path: Path) -> None:
     """A long synchronous call holding the event loop hands the thread no turn: the
     thread commits on its own after ``flush_every`` all the same."""

@@ -84,6 +84,8 @@ FLUSH_BRISKLY = 0.01  # the pause while records keep coming
 # the longest the event loop blocks handing the thread its turn (the thread, still in
 # SQLite, is not ready for it: it takes the next turn)
 HAND_OVER = 0.001
+# how often the loop looks whether a commit under way has ended (see run_flusher)
+WATCH_EVERY = 0.001
 PAGE_SIZE = 16384  # bytes per page of a new file (SQLite's default 4096 costs more per row)
 # the session's page cache, in KiB (SQLite's default is 2,000): records with keys in no
 # order (URLs, hashes) touch pages all over the table, and with the table's pages cached
@@ -284,6 +286,17 @@ class CheckpointSession:
         self._asked = False
         self._taken = threading.Lock()
         self._taken.acquire()
+        # a commit's end (see run_flusher): ``_committing`` while the thread commits a
+        # batch; ``_cpu``, the clock of the thread's CPU time where there is one (Linux),
+        # read at ``_seen`` (its value, and the loop's time then); the loop releases
+        # ``_parked`` (and sets ``_park``) for the thread out of SQLite to take the GIL,
+        # which releases it back as it goes to wait for its next turn
+        self._committing = False
+        self._cpu: int | None = None
+        self._seen = (0.0, 0.0)
+        self._park = False
+        self._parked = threading.Lock()
+        self._parked.acquire()
 
     @property
     def recorded(self) -> int:
@@ -334,14 +347,32 @@ class CheckpointSession:
             return
         self._stop.clear()
         job = self._submit(self._pump_sync)
+        loop = asyncio.get_running_loop()
         brisk = pause = min(FLUSH_BRISKLY, self.flush_every)
+        due = loop.time() + pause
+        watch = WATCH_EVERY
         try:
             while not job.done():
-                await asyncio.sleep(pause)
+                if self._committing and self._cpu is not None:
+                    # the thread, out of SQLite, waits for the GIL, and while it waits
+                    # every turn of the loop wakes it (a futex call each): so the loop
+                    # looks every millisecond whether its CPU clock has stopped, and then
+                    # hands it the next batch if one is due, else the GIL to wait with
+                    # (less often while that finds it still busy: in a sync to the disk)
+                    await asyncio.sleep(watch)
+                    if not (self._committing and self._stalled()):
+                        continue
+                    if loop.time() < due or not self.pending:
+                        parked = self._wait_parked()
+                        watch = WATCH_EVERY if parked else min(2 * watch, self.flush_every)
+                        continue
+                else:
+                    await asyncio.sleep(max(due - loop.time(), 0))
                 if self.pending and self._hand_over():
                     pause = brisk
                 else:  # nothing queued, or the thread still busy in SQLite
                     pause = min(2 * pause, self.flush_every)
+                due = loop.time() + pause
             job.result()
         finally:
             self._stop.set()
@@ -358,7 +389,30 @@ class CheckpointSession:
         the queued records, or ``HAND_OVER`` if it is still busy in SQLite (False)."""
         self._taken.acquire(False)  # a late answer to a turn that gave up waiting
         self._wake()
-        return self._taken.acquire(True, HAND_OVER)
+        taken = self._taken.acquire(True, HAND_OVER)
+        if self._cpu is not None:
+            self._stalled()  # the CPU clock from here on is the commit's
+        return taken
+
+    def _stalled(self) -> bool:
+        """Whether the thread's CPU clock ran less than a quarter of the time since it
+        was last read (so the thread, committing, is out of SQLite, or in a sync)."""
+        assert self._cpu is not None
+        try:
+            cpu = time.clock_gettime(self._cpu)
+        except OSError:  # the thread has ended
+            return False
+        now = time.perf_counter()
+        then, ran = self._seen
+        self._seen = (now, cpu)
+        return cpu - ran < (now - then) / 4
+
+    def _wait_parked(self) -> bool:
+        """Let the thread, done with SQLite, take the GIL and go back to waiting for its
+        turn on a lock (no wake-ups then): block until it has, or ``HAND_OVER`` (False)."""
+        self._parked.acquire(False)  # a late answer
+        self._park = True
+        return self._parked.acquire(True, HAND_OVER)
 
     async def close(self) -> None:
         """Commit everything queued, then close the file; safe to call again.
@@ -417,6 +471,9 @@ class CheckpointSession:
         failed commit puts its records back and is retried after ``flush_every`` (a
         lasting failure is raised by ``close``)."""
         pending, go, taken = self.pending, self._go, self._taken
+        if self._cpu is None:
+            with contextlib.suppress(AttributeError, OSError):  # none on macOS, Windows
+                self._cpu = time.pthread_getcpuclockid(threading.get_ident())
         while True:
             if go.acquire(True, self.flush_every):
                 self._asked = False
@@ -431,16 +488,24 @@ class CheckpointSession:
                 ids: str | None = self._array(batch)
             except Exception:  # raised again by the commit below, which handles it
                 ids = None
+            self._committing = bool(batch)
             if taken.locked():
                 taken.release()  # the loop goes on as the commit starts
             if not batch:
                 continue
+            failure: Exception | None = None
             try:
                 self._commit_sync(batch, ids)
             except Exception as exc:
                 pending[:0] = batch
                 self.taken -= len(batch)
-                logger.warning("checkpoint commit failed, will retry: %s", exc)
+                failure = exc
+            self._committing = False
+            if self._park:
+                self._park = False
+                self._parked.release()  # the loop goes on as this waits for a turn
+            if failure is not None:
+                logger.warning("checkpoint commit failed, will retry: %s", failure)
                 self._stop.wait(self.flush_every)
 
     def _open_sync(self) -> list[str]:
