@@ -151,3 +151,32 @@ class Counts:
     def fail(self, data_id: str) -> None:
         """Something of ``data_id`` failed (it is not recorded); a payload of it is alive."""
         self.failed.add(data_id)
+
+
+class OneEach(Counts):
+    """:class:`Counts` while no data_id is held and nothing failed: every input in
+    flight has one payload (a chain's inputs, entered in chunks by position), so one
+    ending ends its input, and ``leave`` is one append. The first call that would hold a
+    data_id or a failure turns it into a plain ``Counts`` for the rest of the run."""
+
+    __slots__ = ()
+
+    def leave(self, data_id: str, node: NodeRuntime) -> None:
+        self.pending.append(data_id)  # (``done`` is None: data_ids by position)
+
+    def begin(self, data_id: str) -> None:
+        self.__class__ = Counts  # type: ignore[assignment]
+        self.begin(data_id)
+
+    def begin_many(self, data_ids: Iterable[str], payloads: int) -> None:
+        if payloads > 1:
+            self.__class__ = Counts  # type: ignore[assignment]
+            self.begin_many(data_ids, payloads)
+
+    def enter(self, data_id: str, node: NodeRuntime) -> None:
+        self.__class__ = Counts  # type: ignore[assignment]
+        self.enter(data_id, node)
+
+    def fail(self, data_id: str) -> None:
+        self.__class__ = Counts  # type: ignore[assignment]
+        self.fail(data_id)
