@@ -522,12 +522,12 @@ async def test_the_loop_tells_a_thread_in_sqlite_from_one_that_waits(tmp_path: P
     path = tmp_path / "c.db"
     session = await opened(path, flush_every=3600)
     blob = bytes(1 << 20)
-    working = threading.Event()
+    working, enough = threading.Event(), threading.Event()
 
     def busy(batch: list[str], *ids: str | None) -> None:
         working.set()
-        end = time.monotonic() + 0.3
-        while time.monotonic() < end:
+        end = time.monotonic() + 30
+        while not enough.is_set() and time.monotonic() < end:
             hashlib.sha256(blob)  # lets the GIL go for each MiB
 
     session._commit_sync = busy  # type: ignore[method-assign]
@@ -539,10 +539,12 @@ async def test_the_loop_tells_a_thread_in_sqlite_from_one_that_waits(tmp_path: P
         assert session._stalled()  # waiting for its turn on its lock
         session.record("a")
         await wait_for(working.is_set)
-        session._stalled()
-        await asyncio.sleep(0.02)
-        assert not session._stalled()
+        cpu, start = time.clock_gettime(session._cpu), time.perf_counter()
+        await asyncio.sleep(0.1)  # (the flusher reads the clock too: read it here)
+        ran = time.clock_gettime(session._cpu) - cpu
+        assert ran > (time.perf_counter() - start) / 10  # well above a waiting thread's
     finally:
+        enough.set()
         flusher.cancel()
         await asyncio.gather(flusher, return_exceptions=True)
         await session.close()
