@@ -11,7 +11,7 @@ from pathlib import Path
 from async_dag import Checkpoint, PipelineBuilder, run_function_pipeline
 from async_dag.core.options import RunOptions
 from async_dag.core.run import Run
-from async_dag.core.tracking import Counts
+from async_dag.core.tracking import Counts, OneEach
 
 
 def recorded(path: Path) -> set[str]:
@@ -65,6 +65,28 @@ async def test_a_chain_keeps_its_hop_and_records_what_succeeded(tmp_path: Path):
     assert again.seen == [3, 7, 10, 11, 12, 13, 14]
     assert sorted(r.value for r in result.records) == [4, 8, 11, 12, 13, 14, 15]
     assert len(Checkpoint(path)) == 15
+
+
+async def test_a_chain_by_position_records_with_one_append_until_something_fails(
+    tmp_path: Path,
+):
+    """With data_ids by position and nothing failed, every payload ending ends its
+    input (``OneEach``); the first failure turns the count into a plain ``Counts``, and
+    from then on a failed input is not recorded, the others are."""
+    path = tmp_path / "c.db"
+    run = Run(chain(Calls()), RunOptions.check(range(100), checkpoint=path))
+    await run.collect()
+    assert type(run.tracker) is OneEach
+    assert recorded(path) == {str(x) for x in range(100)}
+
+    path = tmp_path / "d.db"
+    run = Run(
+        chain(Calls(bad={50})), RunOptions.check(range(100), on_error="collect", checkpoint=path)
+    )
+    await run.collect()
+    assert type(run.tracker) is Counts
+    assert len(run.tracker) == 0 and not run.tracker.failed
+    assert recorded(path) == {str(x) for x in range(100) if x != 50}
 
 
 async def test_a_dead_letter_is_not_recorded(tmp_path: Path):

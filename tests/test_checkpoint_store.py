@@ -325,6 +325,47 @@ async def test_the_file_is_in_wal_mode(tmp_path: Path) -> None:
     await session.close()
 
 
+async def test_a_new_file_has_large_pages_an_old_one_keeps_its_own(tmp_path: Path) -> None:
+    """A file the session creates has 16 KiB pages (cheaper inserts); a file made with
+    SQLite's default 4 KiB pages, records in it, is used as it is and loses nothing."""
+    new, old = tmp_path / "new.db", tmp_path / "old.db"
+    conn = sqlite3.connect(old)
+    conn.execute(
+        "CREATE TABLE async_dag_checkpoint (name TEXT NOT NULL, data_id TEXT NOT NULL, "
+        "done_at REAL NOT NULL, PRIMARY KEY (name, data_id)) WITHOUT ROWID"
+    )
+    conn.execute("INSERT INTO async_dag_checkpoint VALUES ('job', 'a', 0)")
+    conn.commit()
+    conn.close()
+    for path in (new, old):
+        session = await opened(path)
+        session.record("b")
+        await session.close()
+    sizes = {}
+    for path in (new, old):
+        conn = sqlite3.connect(path)
+        try:
+            sizes[path.name] = conn.execute("PRAGMA page_size").fetchone()[0]
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        finally:
+            conn.close()
+    assert sizes == {"new.db": 16384, "old.db": 4096}
+    assert rows(new) == {("job", "b")}
+    assert rows(old) == {("job", "a"), ("job", "b")}
+
+
+async def test_the_sessions_connection_caches_16_mib_of_pages(tmp_path: Path) -> None:
+    """Commits of keys in no order touch the whole table: the session caches it."""
+    session = await opened(tmp_path / "c.db")
+    assert session._conn is not None
+    conn = session._conn
+    try:
+        size = await session._submit(lambda: conn.execute("PRAGMA cache_size").fetchone()[0])
+        assert size == -16384
+    finally:
+        await session.close()
+
+
 async def test_the_flusher_commits_within_a_second(tmp_path: Path) -> None:
     """With the flusher running, a record reaches the file in about a second at most."""
     path = tmp_path / "c.db"
@@ -407,9 +448,9 @@ async def test_close_waits_for_a_commit_in_flight(tmp_path: Path) -> None:
     session = await opened(path, flush_every=0.01)
     original = session._commit_sync
 
-    def slow_commit(batch: list[tuple[str, str, float]]) -> None:
+    def slow_commit(batch: list[str], *ids: str | None) -> None:
         time.sleep(0.2)
-        original(batch)
+        original(batch, *ids)
 
     session._commit_sync = slow_commit  # type: ignore[method-assign]
     flusher = asyncio.create_task(session.run_flusher())
@@ -469,6 +510,106 @@ async def test_a_turn_handed_to_the_thread_takes_what_is_queued(tmp_path: Path) 
     assert len(rows(path)) == 1001
 
 
+CPU_CLOCKS = hasattr(time, "pthread_getcpuclockid")
+
+
+@pytest.mark.skipif(not CPU_CLOCKS, reason="no per-thread CPU clock to watch")
+async def test_the_loop_tells_a_thread_in_sqlite_from_one_that_waits(tmp_path: Path) -> None:
+    """The thread's CPU clock: stalled while it waits (for a turn, or the GIL), running
+    while it works without the GIL (here hashing, as SQLite would insert)."""
+    import hashlib
+
+    path = tmp_path / "c.db"
+    session = await opened(path, flush_every=3600)
+    blob = bytes(1 << 20)
+    working, enough = threading.Event(), threading.Event()
+
+    def busy(batch: list[str], *ids: str | None) -> None:
+        working.set()
+        end = time.monotonic() + 30
+        while not enough.is_set() and time.monotonic() < end:
+            hashlib.sha256(blob)  # lets the GIL go for each MiB
+
+    session._commit_sync = busy  # type: ignore[method-assign]
+    flusher = asyncio.create_task(session.run_flusher())
+    try:
+        await wait_for(lambda: session._cpu is not None)
+        session._stalled()
+        await asyncio.sleep(0.02)
+        assert session._stalled()  # waiting for its turn on its lock
+        session.record("a")
+        await wait_for(working.is_set)
+        cpu, start = time.clock_gettime(session._cpu), time.perf_counter()
+        await asyncio.sleep(0.1)  # (the flusher reads the clock too: read it here)
+        ran = time.clock_gettime(session._cpu) - cpu
+        assert ran > (time.perf_counter() - start) / 10  # well above a waiting thread's
+    finally:
+        enough.set()
+        flusher.cancel()
+        await asyncio.gather(flusher, return_exceptions=True)
+        await session.close()
+
+
+@pytest.mark.skipif(not CPU_CLOCKS, reason="no per-thread CPU clock to watch")
+async def test_a_busy_loop_leaves_the_thread_waiting_for_no_turn(tmp_path: Path) -> None:
+    """A loop that never waits, with nothing new to hand the thread: its commit ends
+    and the thread is back waiting for a turn well before ``flush_every``."""
+    path = tmp_path / "c.db"
+    session = await opened(path, flush_every=3600)
+    flusher = asyncio.create_task(session.run_flusher())
+    try:
+        for i in range(20_000):
+            session.record(str(i))
+        deadline = time.monotonic() + 10
+        while not session._committing:
+            assert time.monotonic() < deadline, "no commit started"
+            await asyncio.sleep(0.001)
+        while session._committing:  # busy: Python work between turns, no waiting
+            assert time.monotonic() < deadline, "the thread was left waiting for the GIL"
+            sum(range(2000))
+            await asyncio.sleep(0)
+        assert len(rows(path)) == 20_000
+    finally:
+        flusher.cancel()
+        await asyncio.gather(flusher, return_exceptions=True)
+        await session.close()
+
+
+async def test_a_commit_waiting_on_the_disk_does_not_hold_up_the_loop(tmp_path: Path) -> None:
+    """A commit that uses no CPU for a long time (a slow sync to the disk, here a sleep)
+    looks like a thread waiting for the GIL: the loop's tries to let it go on block it
+    for a millisecond each, fewer and fewer, never for long in all."""
+    path = tmp_path / "c.db"
+    session = await opened(path, flush_every=0.5)
+    original = session._commit_sync
+
+    def slow(batch: list[str], *ids: str | None) -> None:
+        time.sleep(0.5)
+        original(batch, *ids)
+
+    session._commit_sync = slow  # type: ignore[method-assign]
+    flusher = asyncio.create_task(session.run_flusher())
+    try:
+        session.record("a")
+        deadline = time.monotonic() + 10
+        while not session._committing:
+            assert time.monotonic() < deadline, "no commit started"
+            await asyncio.sleep(0.001)
+        blocked, start = 0.0, time.perf_counter()
+        while session._committing:  # ticks of 1 ms: the time beyond them was blocked
+            tick = time.perf_counter()
+            await asyncio.sleep(0.001)
+            blocked += max(time.perf_counter() - tick - 0.0015, 0.0)
+            assert time.monotonic() < deadline, "the commit never ended"
+        assert time.perf_counter() - start > 0.3
+        assert blocked < 0.05
+    finally:
+        flusher.cancel()
+        await asyncio.gather(flusher, return_exceptions=True)
+        await session.close()
+    assert rows(path) == {("job", "a")}
+
+
 async def test_the_thread_commits_while_the_loop_is_held_up(tmp_path: Path) -> None:
     """A long synchronous call holding the event loop hands the thread no turn: the
     thread commits on its own after ``flush_every`` all the same."""
@@ -477,8 +618,8 @@ async def test_the_thread_commits_while_the_loop_is_held_up(tmp_path: Path) -> N
     original = session._commit_sync
     committed = threading.Event()
 
-    def commit(batch: list[str]) -> None:
-        original(batch)
+    def commit(batch: list[str], *ids: str | None) -> None:
+        original(batch, *ids)
         committed.set()
 
     session._commit_sync = commit  # type: ignore[method-assign]
@@ -514,12 +655,12 @@ async def test_a_failed_commit_keeps_its_records_queued(
     calls: list[list[str]] = []
     failed = threading.Event()
 
-    def flaky(batch: list[str]) -> None:
+    def flaky(batch: list[str], *ids: str | None) -> None:
         calls.append(list(batch))
         if len(calls) == 1:
             failed.set()
             raise CheckpointError("disk on fire")
-        original(batch)
+        original(batch, *ids)
 
     session._commit_sync = flaky  # type: ignore[method-assign]
     with caplog.at_level(logging.WARNING, logger="async_dag"):

@@ -47,7 +47,7 @@ from .options import RunOptions, make_rate_limit
 from .ordering import Reorder
 from .queue import BatchQueue, NodeQueue, QueueClosed
 from .results import NodeStats, RunResult, RunStats
-from .tracking import Counts, Lineage, Tracker
+from .tracking import Counts, Lineage, OneEach, Tracker
 from .worker import work
 
 if TYPE_CHECKING:
@@ -151,7 +151,10 @@ class Run:
             self.tracker = Tracker(len(joins), self._upstream_done, self._input_done)
         elif self.session is not None:  # a count per input is enough: see Counts
             keyed = options.key is not None
-            self.tracker = Counts(self.session.pending, self.session.done if keyed else None)
+            if keyed:
+                self.tracker = Counts(self.session.pending, self.session.done)
+            else:  # data_ids by position, never twice
+                self.tracker = OneEach(self.session.pending, None)
         self.joiners = (
             [Joiner(n, self, self.tracker) for n in joins]
             if isinstance(self.tracker, Tracker)

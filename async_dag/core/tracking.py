@@ -132,17 +132,51 @@ class Counts:
         live[data_id] = live.get(data_id, 0) + 1
 
     def leave(self, data_id: str, node: NodeRuntime) -> None:
-        """A payload of ``data_id`` has ended (its outputs already entered)."""
-        more = self.live.pop(data_id, 0)
-        if more:
-            self.live[data_id] = more - 1
-        elif self.failed and data_id in self.failed:
-            self.failed.discard(data_id)
-        else:  # recorded inputs are skipped, so a data_id ends here once
-            self.pending.append(data_id)
-            if self.done is not None:
-                self.done.add(data_id)
+        """A payload of ``data_id`` has ended (its outputs already entered). While no
+        data_id is held (a chain's inputs, entered in chunks), no lookup is made."""
+        live = self.live
+        if live:
+            more = live.pop(data_id, 0)
+            if more:
+                live[data_id] = more - 1
+                return
+        failed = self.failed
+        if failed and data_id in failed:
+            failed.discard(data_id)
+            return
+        self.pending.append(data_id)  # recorded inputs are skipped: a data_id ends here once
+        if self.done is not None:
+            self.done.add(data_id)
 
     def fail(self, data_id: str) -> None:
         """Something of ``data_id`` failed (it is not recorded); a payload of it is alive."""
         self.failed.add(data_id)
+
+
+class OneEach(Counts):
+    """:class:`Counts` while no data_id is held and nothing failed: every input in
+    flight has one payload (a chain's inputs, entered in chunks by position), so one
+    ending ends its input, and ``leave`` is one append. The first call that would hold a
+    data_id or a failure turns it into a plain ``Counts`` for the rest of the run."""
+
+    __slots__ = ()
+
+    def leave(self, data_id: str, node: NodeRuntime) -> None:
+        self.pending.append(data_id)  # (``done`` is None: data_ids by position)
+
+    def begin(self, data_id: str) -> None:
+        self.__class__ = Counts  # type: ignore[assignment]
+        self.begin(data_id)
+
+    def begin_many(self, data_ids: Iterable[str], payloads: int) -> None:
+        if payloads > 1:
+            self.__class__ = Counts  # type: ignore[assignment]
+            self.begin_many(data_ids, payloads)
+
+    def enter(self, data_id: str, node: NodeRuntime) -> None:
+        self.__class__ = Counts  # type: ignore[assignment]
+        self.enter(data_id, node)
+
+    def fail(self, data_id: str) -> None:
+        self.__class__ = Counts  # type: ignore[assignment]
+        self.fail(data_id)
