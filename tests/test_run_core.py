@@ -291,9 +291,7 @@ async def test_a_fan_in_gets_the_default_room_for_each_edge_into_it():
     builder = PipelineBuilder("fan").add_task("src", step).add_task("sink", step)
     for b in ("b0", "b1", "b2"):
         builder.add_task(b, step).add_edge("src", b).add_edge(b, "sink")
-    builder.add_task("capped", step, queue_size=5).add_edge("b0", "capped").add_edge(
-        "b1", "capped"
-    )
+    builder.add_task("capped", step, queue_size=5).add_edge("b0", "capped").add_edge("b1", "capped")
     builder.add_task("dead", dead).add_edge("b2", "dead", on_error=True)
     builder.add_edge("sink", "src", when=lambda ctx, x: False, max_loops=1)
     pipeline = builder.build()
