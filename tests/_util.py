@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+
+class Endless:
+    """The inputs 0, 1, 2, ... without end, counting how many were pulled (``pulled``)."""
+
+    def __init__(self) -> None:
+        self.pulled = 0
+
+    def __iter__(self) -> Iterator[int]:
+        for i in itertools.count():
+            self.pulled += 1
+            yield i
 
 
 async def settle(turns: int = 5) -> None:

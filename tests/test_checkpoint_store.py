@@ -11,6 +11,7 @@ import re
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -42,12 +43,15 @@ async def opened(path: Path, name: str = "job", **options: float) -> CheckpointS
     return session
 
 
-async def wait_for(condition, seconds: float = 10.0) -> float:  # type: ignore[no-untyped-def]
-    """Poll ``condition`` (run in a thread) until it holds; the seconds it took."""
+async def wait_for(
+    condition: Callable[[], object], seconds: float = 10.0, every: float = 0.02
+) -> float:
+    """Poll ``condition`` (run in a thread) every ``every`` seconds until it holds; the
+    seconds it took."""
     start = time.monotonic()
     while not await asyncio.to_thread(condition):
         assert time.monotonic() - start < seconds, "condition not met in time"
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(every)
     return time.monotonic() - start
 
 
@@ -560,10 +564,8 @@ async def test_a_busy_loop_leaves_the_thread_waiting_for_no_turn(tmp_path: Path)
     try:
         for i in range(20_000):
             session.record(str(i))
+        await wait_for(lambda: session._committing, every=0.001)  # a commit has started
         deadline = time.monotonic() + 10
-        while not session._committing:
-            assert time.monotonic() < deadline, "no commit started"
-            await asyncio.sleep(0.001)
         while session._committing:  # busy: Python work between turns, no waiting
             assert time.monotonic() < deadline, "the thread was left waiting for the GIL"
             sum(range(2000))
@@ -591,10 +593,8 @@ async def test_a_commit_waiting_on_the_disk_does_not_hold_up_the_loop(tmp_path: 
     flusher = asyncio.create_task(session.run_flusher())
     try:
         session.record("a")
+        await wait_for(lambda: session._committing, every=0.001)  # a commit has started
         deadline = time.monotonic() + 10
-        while not session._committing:
-            assert time.monotonic() < deadline, "no commit started"
-            await asyncio.sleep(0.001)
         blocked, start = 0.0, time.perf_counter()
         while session._committing:  # ticks of 1 ms: the time beyond them was blocked
             tick = time.perf_counter()

@@ -8,7 +8,7 @@ import random
 import time
 
 import pytest
-from _util import other_tasks, settle
+from _util import Endless, other_tasks, settle
 
 from async_dag import RunResult, iter_function_pipeline, run_function_pipeline
 
@@ -136,19 +136,13 @@ async def test_ordered_retries_keep_input_order():
 
 async def test_endless_generator_is_consumed_lazily_and_break_stops(no_leftover_tasks):
     """Inputs are pulled lazily; breaking out of iteration stops the run."""
-    pulled = 0
+    inputs = Endless()
 
-    def endless():
-        nonlocal pulled
-        for i in itertools.count():
-            pulled += 1
-            yield i
-
-    async for _ctx, v in iter_function_pipeline(endless(), add_one, concurrency=2):
+    async for _ctx, v in iter_function_pipeline(inputs, add_one, concurrency=2):
         if v == 20:
             break
     await settle()
-    assert pulled < 40
+    assert inputs.pulled < 40
 
 
 async def test_async_iterable_inputs():

@@ -7,7 +7,7 @@ import itertools
 import random
 
 import pytest
-from _util import settle
+from _util import Endless, settle
 
 from async_dag import iter_function_pipeline, run_function_pipeline
 
@@ -81,25 +81,19 @@ async def test_a_handler_that_never_waits_still_lets_the_loop_run():
 async def test_an_endless_input_with_an_instant_handler_can_be_left(no_leftover_tasks):
     """Breaking out of an ordered iteration over an endless input stops the run, even
     when the handler never waits, and leaves no task behind."""
-    pulled = 0
-
-    def endless():
-        nonlocal pulled
-        for i in itertools.count():
-            pulled += 1
-            yield i
+    inputs = Endless()
 
     async def instant(ctx, x):
         return x
 
     got = []
-    async for _ctx, value in iter_function_pipeline(endless(), instant, concurrency=3):
+    async for _ctx, value in iter_function_pipeline(inputs, instant, concurrency=3):
         got.append(value)
         if value == 500:
             break
     await settle()
     assert got == list(range(501))
-    assert pulled < 501 + 64 + 4 * 3  # the stream's buffer and a few windows, not more
+    assert inputs.pulled < 501 + 64 + 4 * 3  # the stream's buffer and a few windows, not more
 
 
 @pytest.mark.parametrize("kind", ["async def", "async generator"])
