@@ -137,8 +137,8 @@ class EngineContext(PipelineContext):
     calling the class with no arguments and storing the slots (``made(...)``): with
     ``object.__init__`` as its ``__init__``, CPython makes one without running any Python
     code, the cheapest object there is to build. Besides :func:`made`, the hot paths make
-    them in place (the worker's hop, a plain fan-out, ``derive_to``), storing all five
-    slots: a slot added must be stored there too."""
+    them in place (the worker's hop, a plain fan-out, ``derive_to``, ``input_contexts``),
+    storing all five slots: a slot added must be stored there too."""
 
     __slots__ = ()
     __init__ = object.__init__
